@@ -1,0 +1,140 @@
+"""Samplers: plain functions of a denoiser (k-diffusion style); guidance is a denoiser wrapper, never a sampler twin.
+
+Every sampler starts from ``x`` already scaled to the first sigma (``x = sigmas[0] * randn``) and calls
+``denoiser(x, sigma [B], cond)`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .diffusion import Denoiser, append_dims, check_finite
+
+__all__ = ["sample_heun", "sample_stochastic", "sample", "to_d"]
+
+
+def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
+    """The probability-flow ODE derivative dx/dσ = (x − D(x; σ)) / σ."""
+    return (x - denoised) / append_dims(sigma, x.ndim)
+
+
+def _check(x: Tensor, sigmas: Tensor):
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must have shape [B, ...] with B > 0, got {tuple(x.shape)}")
+    if sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise ValueError("sigmas must be a 1-D schedule with at least two entries (e.g. karras_sigmas(n, ...))")
+    if (sigmas[:-1] <= sigmas[1:]).any() or (sigmas < 0).any():
+        raise ValueError("sigmas must be non-negative and strictly decreasing")
+    check_finite(x, "initial noise x")
+
+
+def _denoise(denoiser: Denoiser, x: Tensor, sigma: Tensor, cond: Any) -> Tensor:
+    out = denoiser(x, sigma.expand(x.shape[0]), cond)
+    if out.shape != x.shape:
+        raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
+    return check_finite(out, f"denoiser output at sigma={sigma.item():.4g}")
+
+
+@torch.no_grad()
+def sample_heun(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    cond: Any = None,
+    *,
+    callback: Callable[[dict], None] | None = None,
+) -> Tensor:
+    """Deterministic 2nd-order Heun sampler on the probability-flow ODE (Algorithm 1 of Karras et al. 2022).
+
+    Args:
+        x: ``[B, ...]`` initial noise already scaled by ``sigmas[0]``.
+        sigmas: ``[n + 1]`` decreasing schedule ending in 0 (see ``karras_sigmas``).
+        callback: called after every step with ``{"i", "x", "sigma", "denoised"}``.
+    """
+    _check(x, sigmas)
+    sigmas = sigmas.to(x.device, x.dtype)
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        denoised = _denoise(denoiser, x, s, cond)
+        d = to_d(x, s.expand(x.shape[0]), denoised)
+        x_next = x + d * (s_next - s)
+        if s_next > 0:  # Heun correction; the last step to sigma 0 is Euler
+            denoised_2 = _denoise(denoiser, x_next, s_next, cond)
+            d2 = to_d(x_next, s_next.expand(x.shape[0]), denoised_2)
+            x_next = x + (d + d2) / 2 * (s_next - s)
+        x = x_next
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": s, "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_stochastic(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigmas: Tensor,
+    cond: Any = None,
+    *,
+    s_churn: float = 30.0,
+    s_tmin: float = 0.0,
+    s_tmax: float = math.inf,
+    s_noise: float = 1.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> Tensor:
+    """Stochastic EDM sampler (Algorithm 2 of Karras et al. 2022): Heun steps with noise "churn".
+
+    ``s_churn = 0`` reduces it to ``sample_heun``. ``generator`` makes the injected noise reproducible.
+    """
+    _check(x, sigmas)
+    if s_churn < 0:
+        raise ValueError(f"s_churn must be >= 0, got {s_churn}")
+    sigmas = sigmas.to(x.device, x.dtype)
+    n = len(sigmas) - 1
+    gamma_max = min(s_churn / n, math.sqrt(2) - 1)
+    for i in range(n):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        gamma = gamma_max if s_tmin <= s.item() <= s_tmax else 0.0
+        s_hat = s * (1 + gamma)
+        if gamma > 0:
+            eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * s_noise
+            x = x + eps * (s_hat**2 - s**2).sqrt()
+        denoised = _denoise(denoiser, x, s_hat, cond)
+        d = to_d(x, s_hat.expand(x.shape[0]), denoised)
+        x_next = x + d * (s_next - s_hat)
+        if s_next > 0:
+            denoised_2 = _denoise(denoiser, x_next, s_next, cond)
+            d2 = to_d(x_next, s_next.expand(x.shape[0]), denoised_2)
+            x_next = x + (d + d2) / 2 * (s_next - s_hat)
+        x = x_next
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": s_hat, "denoised": denoised})
+    return x
+
+
+SAMPLERS = {"heun": sample_heun, "stochastic": sample_stochastic}
+
+
+def sample(
+    denoiser: Denoiser,
+    shape: tuple[int, ...],
+    sigmas: Tensor,
+    cond: Any = None,
+    *,
+    sampler: str = "heun",
+    generator: torch.Generator | None = None,
+    device=None,
+    callback: Callable[[dict], None] | None = None,
+    **sampler_kwargs,
+) -> Tensor:
+    """Draws ``shape[0]`` samples: initial noise from ``generator``, then the named sampler."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+    x = torch.randn(shape, generator=generator, device=device) * sigmas[0].item()
+    if sampler == "stochastic":
+        sampler_kwargs["generator"] = generator
+    return SAMPLERS[sampler](denoiser, x, sigmas, cond, callback=callback, **sampler_kwargs)
