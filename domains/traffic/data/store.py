@@ -1,0 +1,141 @@
+"""Scene data on disk: one ``<split>.npz`` per split plus ``manifest.json``, generated once per config.
+
+Layout of ``<out_dir>/sumo-<preset>-<digest>/``::
+
+    manifest.json        resolved config, digest, networks (split, files, counts), totals, timings
+    train.npz val.npz test.npz
+    networks/            the network, vehicle-type and route files of every generated network
+
+Arrays in each ``.npz`` (S scenes, N vehicles, L lane pieces, P points): ``boxes [S, N, 5]`` float32,
+``defined [S, N]``, ``map_polylines [S, L, P, 5]`` float32, ``map_defined [S, L]``, ``origin [S, 3]``,
+``time [S]``, ``network [S]`` (index into ``network_names``), ``network_names [K]`` and the drivable-area crops
+as WKB (``area_wkb``, ``area_offsets``). Nothing needs ``allow_pickle``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from domains.traffic.data.config import SPLITS, SumoDataConfig
+from domains.traffic.data.scenes import SceneArrays, concat_scenes, decode_areas, encode_areas
+
+__all__ = ["generate_scenes", "load_scenes", "save_split", "read_manifest"]
+
+MANIFEST = "manifest.json"
+
+
+def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
+                    progress: Callable[[str, dict], None] | None = None) -> Path:
+    """Generates (or finds in the cache) the SUMO scene data set of ``cfg``.
+
+    Args:
+        out_dir: cache root; the data land in ``out_dir/sumo-<name>-<digest>``.
+        cfg: the generation config (``sumo_preset("tiny")``, ``sumo_preset("demo")``, ...).
+        progress: called with (network name, its stats) as each network finishes.
+
+    Returns:
+        The data folder (pass it to ``load_scenes``).
+    """
+    from domains.traffic.data.sumo import plan_networks, run_network
+
+    folder = Path(out_dir) / f"sumo-{cfg.name}-{cfg.digest()}"
+    if _is_complete(folder, cfg):
+        return folder
+    (folder / "networks").mkdir(parents=True, exist_ok=True)
+    specs = plan_networks(cfg)
+    start = time.perf_counter()
+    ctx = mp.get_context("spawn")  # libsumo: one simulation at a time per process, never forked mid-run
+    with cf.ProcessPoolExecutor(min(cfg.workers, len(specs)), mp_context=ctx) as pool:
+        futures = [pool.submit(run_network, s, cfg, str(folder / "networks")) for s in specs]
+        results = []
+        for spec, fut in zip(specs, futures):
+            results.append(fut.result())
+            if progress:
+                progress(spec.name, results[-1][1])
+    names = [s.name for s in specs]
+    for split in SPLITS:
+        parts = [(i, r[0]) for i, (s, r) in enumerate(zip(specs, results)) if s.split == split]
+        scenes = concat_scenes([p for _, p in parts], cfg.scene)
+        network = np.concatenate([np.full(len(p), i, np.int16) for i, p in parts]) if parts else np.zeros(0, np.int16)
+        save_split(folder / f"{split}.npz", scenes, network, names)
+    manifest = _manifest(cfg, specs, results, folder, time.perf_counter() - start)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, folder / MANIFEST)  # written last: its presence marks a complete data set
+    return folder
+
+
+def _is_complete(folder: Path, cfg: SumoDataConfig) -> bool:
+    if not (folder / MANIFEST).is_file():
+        return False
+    try:
+        manifest = read_manifest(folder)
+    except ValueError:
+        return False
+    return manifest.get("digest") == cfg.digest() and all((folder / f"{s}.npz").is_file() for s in SPLITS)
+
+
+def _manifest(cfg, specs, results, folder: Path, seconds: float) -> dict:
+    networks = []
+    for spec, (scenes, stats) in zip(specs, results):
+        files = {k: os.path.relpath(stats[k], folder) if str(stats[k]).startswith(str(folder)) else stats[k]
+                 for k in ("network_file", "route_file")}
+        counts = {k: v for k, v in stats.items() if k not in files}
+        networks.append({"name": spec.name, "split": spec.split, "kind": spec.kind, "lanes": spec.lanes,
+                         "seed": spec.seed, **files, **counts})
+    totals = {k: sum(n[k] for n in networks) for k in
+              ("scenes_tried", "scenes_kept", "invalid_collision", "invalid_offroad", "invalid_both", "teleporting")}
+    totals["invalid_fraction"] = 1 - totals["scenes_kept"] / max(totals["scenes_tried"], 1)
+    splits = {s: sum(n["scenes_kept"] for n in networks if n["split"] == s) for s in SPLITS}
+    return {"source": "sumo", "digest": cfg.digest(), "config": cfg.to_dict(), "networks": networks,
+            "totals": totals, "scenes_per_split": splits, "seconds": round(seconds, 2),
+            "valid_scenes_per_second": round(totals["scenes_kept"] / max(seconds, 1e-9), 1)}
+
+
+def save_split(path: Path, scenes: SceneArrays, network: np.ndarray, network_names: list[str]) -> None:
+    """Writes one split (atomically: a temporary file, then ``os.replace``)."""
+    area_wkb, area_offsets = encode_areas(scenes.drivable_area)
+    arrays = {k: v for k, v in vars(scenes).items() if k != "drivable_area"}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays, network=network, network_names=np.asarray(network_names, dtype=str),
+                        area_wkb=area_wkb, area_offsets=area_offsets)
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"no scene data in {folder}: {MANIFEST} is missing (run generate_scenes first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from e
+
+
+def load_scenes(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
+    """Loads one split as a dict of numpy arrays.
+
+    Returns:
+        ``boxes [S, N, 5]``, ``defined [S, N]``, ``map_polylines [S, L, P, 5]``, ``map_defined [S, L]``,
+        ``drivable_area [S]`` (Shapely geometries, scene frame), ``origin [S, 3]``, ``time [S]``,
+        ``network [S]`` (int), ``network_name [S]`` (str).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    path = Path(folder) / f"{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {split} split in {folder} ({path.name} is missing)")
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    data["drivable_area"] = decode_areas(data.pop("area_wkb"), data.pop("area_offsets"))
+    names = data.pop("network_names")
+    data["network_name"] = names[data["network"]] if len(names) else np.zeros(0, str)
+    return data

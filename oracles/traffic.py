@@ -1,0 +1,335 @@
+"""Traffic-scene oracles: box collision and off-road, as pure vectorised numpy / Shapely functions.
+
+A scene holds up to N vehicles as oriented boxes ``boxes[..., 5] = (x, y, yaw, length, width)`` in metres and
+radians (x, y = box centre, yaw = heading measured from +x, counter-clockwise) and a boolean ``defined[..., N]``
+that marks real vehicles (False = padding; padded slots may hold anything and are never checked).
+
+Definitions (see ``/work/shared/notes/traffic-data.md`` for the field's variants):
+
+- **Collision** is a strict overlap: two boxes collide when their *interiors* intersect, found by the
+  separating-axis test on the four box axes with strict inequality, as Waymax does (``metrics/overlap.py``).
+  Boxes that only touch (share an edge or a corner) do not collide; nuPlan's ``intersects`` would count them.
+  Exactly touching boxes are a measure-zero set, and at rotated poses floating-point rounding decides them
+  either way; every other pair agrees with Shapely (``pairwise_overlap_shapely``).
+- **Off-road** follows nuPlan's drivable-area rule: a vehicle is off-road when any of its four corners lies more
+  than ``tolerance`` metres (default 0.3 m, nuPlan's ``max_violation_threshold``) outside the drivable area.
+  The tolerance also absorbs slivers between lane buffers and junction shapes in SUMO maps.
+
+The Oracle wrappers are registered as ``traffic:collision``, ``traffic:offroad`` and ``traffic:scene`` (both
+reasons). They read ``boxes``, ``defined`` and ``drivable_area`` from the samples mapping, falling back to the
+condition mapping (decoded samples usually carry boxes, the condition the mask and the map crop).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import shapely
+
+from genneg.oracle import FunctionOracle, OracleResult, register_oracle
+
+__all__ = [
+    "BOX_FIELDS",
+    "DEFAULT_OFFROAD_TOLERANCE",
+    "check_boxes",
+    "box_corners",
+    "pairwise_overlap_sat",
+    "collision_pairs",
+    "pairwise_overlap_shapely",
+    "pairwise_overlap_loop",
+    "vehicle_collisions",
+    "collision",
+    "offroad",
+    "scene_infractions",
+    "infraction_rates",
+    "SceneOracle",
+]
+
+BOX_FIELDS = ("x", "y", "yaw", "length", "width")
+DEFAULT_OFFROAD_TOLERANCE = 0.3  # metres, nuPlan's drivable-area compliance threshold
+
+
+def check_boxes(boxes, defined=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validates a batch of scenes and returns float64 boxes and a boolean mask.
+
+    Args:
+        boxes: [B, N, 5] (x, y, yaw, length, width).
+        defined: [B, N] bool, True for real vehicles; None means every slot is a vehicle.
+
+    Returns:
+        (boxes [B, N, 5] float64, defined [B, N] bool).
+
+    Raises:
+        ValueError: wrong shapes, an empty batch, a scene without vehicles, NaN/inf values or non-positive sizes
+            in a defined slot.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim != 3 or boxes.shape[-1] != 5:
+        raise ValueError(f"boxes must have shape [B, N, 5] (x, y, yaw, length, width), got {boxes.shape}")
+    if boxes.shape[0] == 0 or boxes.shape[1] == 0:
+        raise ValueError(f"boxes hold no scene or no vehicle slot: shape {boxes.shape}")
+    defined = np.ones(boxes.shape[:2], bool) if defined is None else np.asarray(defined)
+    if defined.shape != boxes.shape[:2]:
+        raise ValueError(f"defined must have shape {boxes.shape[:2]} to match boxes, got {defined.shape}")
+    if defined.dtype != bool:
+        if defined.dtype.kind not in "biu" or not np.isin(defined, (0, 1)).all():
+            raise ValueError(f"defined must be a boolean mask, got dtype {defined.dtype}")
+        defined = defined.astype(bool)
+    empty = ~defined.any(axis=1)
+    if empty.any():
+        raise ValueError(f"{int(empty.sum())} scene(s) have no defined vehicle, e.g. scene {int(np.argmax(empty))}")
+    bad = ~np.isfinite(boxes).all(axis=-1) & defined
+    if bad.any():
+        b, n = np.argwhere(bad)[0]
+        raise ValueError(f"{int(bad.sum())} defined box(es) hold NaN or inf, e.g. scene {b} vehicle {n}: {boxes[b, n]}")
+    small = (boxes[..., 3:5] <= 0).any(axis=-1) & defined
+    if small.any():
+        b, n = np.argwhere(small)[0]
+        raise ValueError(
+            f"{int(small.sum())} defined box(es) have a non-positive length or width, "
+            f"e.g. scene {b} vehicle {n}: length={boxes[b, n, 3]}, width={boxes[b, n, 4]}"
+        )
+    return boxes, defined
+
+
+def box_corners(boxes) -> np.ndarray:
+    """Corners of oriented boxes, counter-clockwise: front-left, rear-left, rear-right, front-right.
+
+    Args:
+        boxes: [..., 5] (x, y, yaw, length, width).
+
+    Returns:
+        [..., 4, 2] corner coordinates (a closed ring without the repeated first point).
+    """
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.shape[-1] != 5:
+        raise ValueError(f"boxes must end in 5 fields (x, y, yaw, length, width), got shape {boxes.shape}")
+    cos, sin = np.cos(boxes[..., 2]), np.sin(boxes[..., 2])
+    hl, hw = boxes[..., 3] / 2, boxes[..., 4] / 2
+    front = np.stack([hl * cos, hl * sin], axis=-1)  # [..., 2] centre -> front middle
+    left = np.stack([-hw * sin, hw * cos], axis=-1)  # [..., 2] centre -> left middle
+    centre = boxes[..., None, :2]
+    signs = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]])  # (front, left) per corner
+    return centre + signs[:, :1] * front[..., None, :] + signs[:, 1:] * left[..., None, :]
+
+
+def pairwise_overlap_sat(boxes, defined=None) -> np.ndarray:
+    """Strict pairwise overlap of oriented boxes by the separating-axis test (Waymax's rule).
+
+    Two rectangles are disjoint iff their projections are disjoint on one of the four edge normals. With
+    ``d = c_j - c_i`` and ``c, s = |cos|, |sin|`` of the yaw difference, box j's half-extent on box i's length
+    axis is ``hl_j c + hw_j s`` (and symmetrically), so each axis is one comparison. Strict ``<``: touching boxes
+    are separated.
+
+    Args:
+        boxes: [B, N, 5]; defined: [B, N] bool or None.
+
+    Returns:
+        bool [B, N, N], symmetric, False on the diagonal and for any pair with an undefined box.
+    """
+    boxes, defined = check_boxes(boxes, defined)
+    x, y, yaw, hl, hw = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3] / 2, boxes[..., 4] / 2
+    ci, si = np.cos(yaw), np.sin(yaw)
+    dx, dy = x[:, None, :] - x[:, :, None], y[:, None, :] - y[:, :, None]  # [B, N(i), N(j)]
+    cos_i, sin_i, cos_j, sin_j = ci[:, :, None], si[:, :, None], ci[:, None, :], si[:, None, :]
+    c = np.abs(cos_i * cos_j + sin_i * sin_j)  # |cos(yaw_j - yaw_i)| without [B, N, N] trigonometry
+    s = np.abs(cos_i * sin_j - sin_i * cos_j)
+    hli, hwi, hlj, hwj = hl[:, :, None], hw[:, :, None], hl[:, None, :], hw[:, None, :]
+    hit = np.abs(dx * cos_i + dy * sin_i) < hli + hlj * c + hwj * s  # box i's length axis
+    hit &= np.abs(dy * cos_i - dx * sin_i) < hwi + hlj * s + hwj * c  # box i's width axis
+    hit &= np.abs(dx * cos_j + dy * sin_j) < hlj + hli * c + hwi * s  # box j's length axis
+    hit &= np.abs(dy * cos_j - dx * sin_j) < hwj + hli * s + hwi * c  # box j's width axis
+    return _mask_pairs(hit, defined)
+
+
+collision_pairs = pairwise_overlap_sat  # the name the traffic issue uses
+
+
+def _mask_pairs(hit: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    n = defined.shape[1]
+    return hit & defined[:, :, None] & defined[:, None, :] & ~np.eye(n, dtype=bool)
+
+
+def pairwise_overlap_shapely(boxes, defined=None, *, strict: bool = True) -> np.ndarray:
+    """Reference pairwise overlap with Shapely 2's vectorised predicates.
+
+    Args:
+        boxes: [B, N, 5]; defined: [B, N] bool or None.
+        strict: True = interiors intersect (``intersects and not touches``, our rule); False = nuPlan's
+            ``intersects`` (touching boxes collide).
+
+    Returns:
+        bool [B, N, N] like ``pairwise_overlap_sat``.
+    """
+    boxes, defined = check_boxes(boxes, defined)
+    polygons = shapely.polygons(box_corners(boxes))  # [B, N]
+    a, b = polygons[:, :, None], polygons[:, None, :]
+    hit = shapely.intersects(a, b)
+    if strict:
+        hit &= ~shapely.touches(a, b)
+    return _mask_pairs(hit, defined)
+
+
+def pairwise_overlap_loop(boxes, defined=None) -> np.ndarray:
+    """Slow reference: a Python loop over pairs of Shapely polygons; collide iff the intersection has area > 0."""
+    boxes, defined = check_boxes(boxes, defined)
+    corners = box_corners(boxes)
+    out = np.zeros(boxes.shape[:2] + boxes.shape[1:2], bool)
+    for b in range(boxes.shape[0]):
+        idx = np.flatnonzero(defined[b])
+        polygons = {i: shapely.Polygon(corners[b, i]) for i in idx}
+        for k, i in enumerate(idx):
+            for j in idx[k + 1 :]:
+                if polygons[i].intersects(polygons[j]) and polygons[i].intersection(polygons[j]).area > 0:
+                    out[b, i, j] = out[b, j, i] = True
+    return out
+
+
+def vehicle_collisions(boxes, defined=None) -> np.ndarray:
+    """bool [B, N]: True where a defined vehicle overlaps at least one other vehicle of its scene."""
+    return pairwise_overlap_sat(boxes, defined).any(axis=-1)
+
+
+def collision(boxes, defined=None) -> np.ndarray:
+    """bool [B]: True where any two vehicles of the scene overlap."""
+    return vehicle_collisions(boxes, defined).any(axis=-1)
+
+
+def offroad(boxes, defined, drivable_area, tolerance: float = DEFAULT_OFFROAD_TOLERANCE) -> np.ndarray:
+    """Per-vehicle off-road flags: any corner farther than ``tolerance`` metres outside the drivable area.
+
+    Corners are first tested with ``contains_xy`` against the prepared area (cheap, and most corners are inside);
+    only the outside ones get an exact ``distance``. An empty drivable area makes every vehicle off-road.
+
+    Args:
+        boxes: [B, N, 5] in the same frame as the drivable area; defined: [B, N] bool or None.
+        drivable_area: one Shapely geometry shared by all scenes, or an array of B geometries (one per scene,
+            e.g. each scene's map crop in its own frame). Geometries are prepared in place.
+        tolerance: metres a corner may stick out (>= 0).
+
+    Returns:
+        bool [B, N], False for undefined slots.
+    """
+    boxes, defined = check_boxes(boxes, defined)
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"offroad tolerance must be a finite number >= 0 metres, got {tolerance}")
+    areas = _areas_per_scene(drivable_area, boxes.shape[0])
+    corners = box_corners(boxes)  # [B, N, 4, 2]
+    b_idx, n_idx = np.nonzero(defined)
+    pts = corners[b_idx, n_idx].reshape(-1, 2)  # [V * 4, 2]
+    geom = np.repeat(areas[b_idx], 4)
+    inside = shapely.contains_xy(geom, pts[:, 0], pts[:, 1])
+    far = np.zeros(len(pts), bool)
+    out = ~inside
+    if out.any():
+        dist = shapely.distance(geom[out], shapely.points(pts[out]))
+        far[out] = ~(dist <= tolerance)  # NaN (empty area) counts as off-road
+    flags = np.zeros(defined.shape, bool)
+    flags[b_idx, n_idx] = far.reshape(-1, 4).any(axis=1)
+    return flags
+
+
+def _areas_per_scene(drivable_area, num_scenes: int) -> np.ndarray:
+    if isinstance(drivable_area, shapely.Geometry):
+        areas = np.full(num_scenes, drivable_area, dtype=object)
+    else:
+        areas = np.asarray(drivable_area, dtype=object)
+        if areas.shape != (num_scenes,):
+            raise ValueError(f"drivable_area must be one geometry or {num_scenes} geometries, got shape {areas.shape}")
+        if not all(isinstance(g, shapely.Geometry) for g in areas):
+            raise ValueError("drivable_area must hold Shapely geometries (one per scene)")
+    shapely.prepare(areas)  # no-op on geometries that are already prepared
+    return areas
+
+
+def scene_infractions(boxes, defined=None, drivable_area=None, tolerance=DEFAULT_OFFROAD_TOLERANCE):
+    """Per-vehicle infraction flags of each reason.
+
+    Returns:
+        {"collision": bool [B, N], "offroad": bool [B, N]} ("offroad" only when a drivable area is given).
+    """
+    boxes, defined = check_boxes(boxes, defined)
+    flags = {"collision": vehicle_collisions(boxes, defined)}
+    if drivable_area is not None:
+        flags["offroad"] = offroad(boxes, defined, drivable_area, tolerance)
+    return flags
+
+
+def infraction_rates(flags: Mapping[str, np.ndarray], defined) -> dict[str, float]:
+    """Scene and vehicle rates from per-vehicle flags ``{reason: bool [B, N]}``.
+
+    Returns:
+        ``{"<reason>": scenes with that infraction / scenes, "<reason>_per_vehicle": flagged / defined vehicles,
+        "total": scenes with any infraction / scenes, "total_per_vehicle": ...}``.
+    """
+    defined = np.asarray(defined, bool)
+    if not flags:
+        raise ValueError("infraction_rates needs at least one reason")
+    rates, any_flag = {}, np.zeros(defined.shape, bool)
+    for name, f in flags.items():
+        f = np.asarray(f, bool) & defined
+        any_flag |= f
+        rates[name], rates[f"{name}_per_vehicle"] = float(f.any(1).mean()), float(f.sum() / defined.sum())
+    rates["total"], rates["total_per_vehicle"] = float(any_flag.any(1).mean()), float(any_flag.sum() / defined.sum())
+    return rates
+
+
+# ------------------------------------------------------------------------------------------------- Oracle wrappers
+
+
+def _field(samples, cond, *keys, required=True):
+    for source in (samples, cond):
+        if isinstance(source, Mapping):
+            for key in keys:
+                if key in source and source[key] is not None:
+                    return source[key]
+    if isinstance(samples, np.ndarray) and keys[0] == "boxes":
+        return samples
+    if required:
+        raise KeyError(f"traffic oracle needs {keys[0]!r} in the samples or the condition mapping")
+    return None
+
+
+def _unpack(samples, cond, need_area: bool):
+    boxes = _field(samples, cond, "boxes")
+    defined = _field(samples, cond, "defined", "mask", required=False)
+    area = _field(samples, cond, "drivable_area", required=need_area)
+    return np.asarray(boxes), None if defined is None else np.asarray(defined), area
+
+
+class SceneOracle:
+    """The traffic scene oracle: reasons ``collision`` and ``offroad``; a scene is valid with neither.
+
+    Samples are ``{"boxes": [B, N, 5], "defined": [B, N]}`` (or a bare boxes array) with ``drivable_area``
+    (one geometry or B geometries) in the samples or the condition.
+    """
+
+    reason_names = ("collision", "offroad")
+
+    def __init__(self, tolerance: float = DEFAULT_OFFROAD_TOLERANCE, name: str = "traffic"):
+        self.name, self.tolerance = name, float(tolerance)
+
+    def per_vehicle(self, samples, cond=None) -> dict[str, np.ndarray]:
+        """Per-vehicle flags {reason: bool [B, N]} (for per-vehicle rates and for red boxes in figures)."""
+        boxes, defined, area = _unpack(samples, cond, need_area=True)
+        return scene_infractions(boxes, defined, area, self.tolerance)
+
+    def __call__(self, samples, cond=None) -> OracleResult:
+        flags = {k: v.any(axis=1) for k, v in self.per_vehicle(samples, cond).items()}
+        return OracleResult(~(flags["collision"] | flags["offroad"]), flags)
+
+
+def _collision_valid(samples, cond=None) -> np.ndarray:
+    boxes, defined, _ = _unpack(samples, cond, need_area=False)
+    return ~collision(boxes, defined)
+
+
+def _offroad_valid(samples, cond=None) -> np.ndarray:
+    boxes, defined, area = _unpack(samples, cond, need_area=True)
+    return ~offroad(boxes, defined, area).any(axis=1)
+
+
+register_oracle("traffic:collision", lambda: FunctionOracle("collision", _collision_valid), overwrite=True)
+register_oracle("traffic:offroad", lambda: FunctionOracle("offroad", _offroad_valid), overwrite=True)
+register_oracle("traffic:scene", SceneOracle, overwrite=True)
