@@ -48,6 +48,7 @@ __all__ = [
 
 BOX_FIELDS = ("x", "y", "yaw", "length", "width")
 DEFAULT_OFFROAD_TOLERANCE = 0.3  # metres, nuPlan's drivable-area compliance threshold
+_PADDING_BOX = np.array([0.0, 0.0, 0.0, 1.0, 1.0])
 
 
 def check_boxes(boxes, defined=None) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +59,7 @@ def check_boxes(boxes, defined=None) -> tuple[np.ndarray, np.ndarray]:
         defined: [B, N] bool, True for real vehicles; None means every slot is a vehicle.
 
     Returns:
-        (boxes [B, N, 5] float64, defined [B, N] bool).
+        (boxes [B, N, 5] float64 with undefined slots replaced by a unit box, defined [B, N] bool).
 
     Raises:
         ValueError: wrong shapes, an empty batch, a scene without vehicles, NaN/inf values or non-positive sizes
@@ -90,7 +91,8 @@ def check_boxes(boxes, defined=None) -> tuple[np.ndarray, np.ndarray]:
             f"{int(small.sum())} defined box(es) have a non-positive length or width, "
             f"e.g. scene {b} vehicle {n}: length={boxes[b, n, 3]}, width={boxes[b, n, 4]}"
         )
-    return boxes, defined
+    # Padding may hold anything: park it as a unit box so no arithmetic warns on it; its results are masked.
+    return np.where(defined[..., None], boxes, _PADDING_BOX), defined
 
 
 def box_corners(boxes) -> np.ndarray:

@@ -80,7 +80,7 @@ class RoadMap:
         self.tree = shapely.STRtree(self.lines)  # built once per map, queried per crop
 
     def __repr__(self):
-        return f"RoadMap({self.name!r}, {len(self.lines)} lanes, bounds={tuple(np.round(self.bounds, 1))})"
+        return f"RoadMap({self.name!r}, {len(self.lines)} lanes, bounds={tuple(round(float(b), 1) for b in self.bounds)})"
 
     @property
     def bounds(self) -> np.ndarray:
