@@ -18,7 +18,7 @@ from .skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, REST_JOINTS, joint_index
 __all__ = ["PROXY_NAME", "PROXY_VERSION", "KEYPOINT_NAMES", "build_proxy_arrays"]
 
 PROXY_NAME = "proxy-smpl"
-PROXY_VERSION = 1  # bump whenever the geometry changes: it keys the cache file
+PROXY_VERSION = 2  # bump whenever the geometry changes: it keys the cache file
 NUM_SHAPE_COMPONENTS = 300
 KEYPOINT_NAMES = (
     "nose", "reye", "leye", "rear", "lear", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
@@ -97,7 +97,7 @@ def _capsules() -> list[_Capsule]:
         hand = REST_JOINTS[joint_index(f"{side}_hand")]
         caps.append(_Capsule(ankle, heel, 0.025, joint_index(f"{side}_ankle"), None))
         caps.append(_Capsule(foot, toe_tip, 0.025, joint_index(f"{side}_foot"), None))
-        caps.append(_Capsule(hand, hand + np.array([sx * 0.09, 0.0, 0.0]), 0.028, joint_index(f"{side}_hand"), None))
+        caps.append(_Capsule(hand, hand + np.array([sx * 0.02, 0.0, 0.0]), 0.03, joint_index(f"{side}_hand"), None))
     head = REST_JOINTS[joint_index("head")]
     caps.append(_Capsule(head, head + np.array([0.0, 0.10, 0.01]), 0.095, joint_index("head"), None))
     return caps
@@ -135,7 +135,7 @@ def _keypoint_targets() -> dict[str, np.ndarray]:
         out[f"{key}SmallToe"] = foot + (s * 0.02, -0.02, 0.08)
         out[f"{key}Heel"] = np.array([ankle[0], foot[1] - 0.02, ankle[2] - 0.09])
         for k, finger in enumerate(("thumb", "index", "middle", "ring", "pinky")):
-            out[f"{side[0]}{finger}"] = hand + (s * 0.12, 0.0, 0.03 - 0.015 * k)
+            out[f"{side[0]}{finger}"] = hand + (s * 0.05, 0.0, 0.03 - 0.015 * k)
     return out
 
 

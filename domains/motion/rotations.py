@@ -19,6 +19,7 @@ __all__ = [
     "rotation_between",
     "rot_y",
     "slerp_quats",
+    "slerp_matrices",
 ]
 
 
@@ -100,3 +101,8 @@ def slerp_quats(times: np.ndarray, q: np.ndarray, new_times: np.ndarray) -> np.n
     rot = Rotation.from_quat(_wxyz_to_xyzw(normalize_quat(q)))
     out = Slerp(times, rot)(new_times).as_quat()
     return np.concatenate([out[..., 3:], out[..., :3]], axis=-1)
+
+
+def slerp_matrices(times: np.ndarray, m: np.ndarray, new_times: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of rotation matrices [N, 3, 3] at ``times`` [N] onto ``new_times`` [M]."""
+    return Slerp(times, Rotation.from_matrix(m))(new_times).as_matrix()
