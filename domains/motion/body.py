@@ -38,7 +38,7 @@ _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),  # protocol-2 pickles rebuild bytes this way
 }  # fmt: skip
 _SPARSE_CLASSES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
 _CHUMPY_HELP = (
@@ -309,4 +309,5 @@ def load_body(model: str | os.PathLike | None = None, *, cache_dir: str | os.Pat
     if str(model) == "proxy":
         return Body(load_smpl_file(proxy_model_path(cache_dir)), PROXY_NAME, is_proxy=True)
     path = Path(model).expanduser()
+    path = path / "SMPL_NEUTRAL.pkl" if path.is_dir() else path  # smplx's folder convention
     return Body(load_smpl_file(path), f"smpl:{path.name}")

@@ -1,0 +1,47 @@
+"""Shared fixtures: the proxy body in a per-session cache, the walk clip, and every real window posed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("genneg-cache")
+
+
+@pytest.fixture(scope="session")
+def body(cache_dir):
+    pytest.importorskip("smplx")
+    from domains.motion.body import load_body
+
+    return load_body("proxy", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def walk(body):
+    """The retargeted, grounded walk clip: (root [N, 3], local [N, 24, 3, 3], BodyOutput)."""
+    pytest.importorskip("pybullet")
+    from domains.motion.data.deepmimic import default_clip_paths
+    from domains.motion.data.windows import WindowConfig, clip_motion, pose_body
+
+    path = next(p for p in default_clip_paths() if p.stem == "humanoid3d_walk")
+    _, root, local = clip_motion(path, WindowConfig(), body)
+    return root, local, pose_body(body, root, local)
+
+
+@pytest.fixture(scope="session")
+def real(body):
+    """Every real window of WindowConfig() posed with the proxy body (oracle inputs)."""
+    pytest.importorskip("pybullet")
+    from domains.motion.calibration import real_samples
+
+    return real_samples(body=body)
+
+
+def as_batch(out) -> dict[str, np.ndarray]:
+    """A one-motion oracle batch from a BodyOutput."""
+    from domains.motion.skeleton import TOE_JOINTS, joint_index
+
+    return {"vertices": out.vertices[None], "toes": out.joints[None][:, :, [joint_index(n) for n in TOE_JOINTS]]}
