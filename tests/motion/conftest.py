@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 
@@ -39,9 +38,3 @@ def real(body):
 
     return real_samples(body=body)
 
-
-def as_batch(out) -> dict[str, np.ndarray]:
-    """A one-motion oracle batch from a BodyOutput."""
-    from domains.motion.skeleton import TOE_JOINTS, joint_index
-
-    return {"vertices": out.vertices[None], "toes": out.joints[None][:, :, [joint_index(n) for n in TOE_JOINTS]]}

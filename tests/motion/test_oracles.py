@@ -1,0 +1,167 @@
+"""Motion oracles and metrics: hand-built motions, slow references, real data calibration, speed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from genneg.oracle import get_oracle, label
+from oracles.motion import (
+    DEFAULT_THRESHOLDS,
+    MotionThresholds,
+    calibrate_thresholds,
+    longest_run,
+    motion_infractions,
+    motion_oracle,
+    physdiff_metrics,
+    skating_ratio,
+)
+
+
+
+def as_batch(out) -> dict[str, np.ndarray]:
+    """A one-motion oracle batch from a BodyOutput."""
+    from domains.motion.skeleton import TOE_JOINTS, joint_index
+
+    return {"vertices": out.vertices[None], "toes": out.joints[None][:, :, [joint_index(n) for n in TOE_JOINTS]]}
+
+
+def _slow_skating_ratio(toes, fps):
+    """Loop transcription of GMD's calculate_skating_ratio (scipy uniform_filter1d, mode='constant')."""
+    uniform_filter1d = pytest.importorskip("scipy.ndimage").uniform_filter1d
+
+    feet = np.transpose(toes, (0, 2, 3, 1))  # [B, 2, 3, T]
+    vel = np.linalg.norm(feet[:, :, [0, 2], 1:] - feet[:, :, [0, 2], :-1], axis=2) * fps
+    avg = uniform_filter1d(vel, axis=-1, size=5, mode="constant", origin=0)
+    h = feet[:, :, 1, :]
+    contact = (h[:, :, :-1] < 0.05) & (h[:, :, 1:] < 0.05)
+    skating = contact & (vel > 0.5) & (avg > 0.5)
+    return np.logical_or(skating[:, 0], skating[:, 1]).sum(1) / skating.shape[-1]
+
+
+def _slow_physdiff(v):
+    pen, flo, ska = [], [], []
+    for t in range(v.shape[0]):
+        y = v[t, :, 1]
+        pen.append(-y[y < 0].mean() * 1000 if (y < 0).any() else 0.0)
+        flo.append(y.min() * 1000 if y.min() > 0 else 0.0)
+        if t + 1 < v.shape[0]:
+            c = (y <= 0) & (v[t + 1, :, 1] <= 0)
+            d = np.linalg.norm(v[t + 1, c][:, [0, 2]] - v[t, c][:, [0, 2]], axis=1)
+            ska.append(d.mean() * 1000 if c.any() else 0.0)
+    return np.mean(pen), np.mean(flo), np.mean(ska)
+
+
+def test_metrics_match_slow_references():
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 0.05, (3, 12, 30, 3))
+    v[1, :, :, 1] += 0.2  # one motion entirely above the floor
+    m = physdiff_metrics(v, 20.0)
+    for b in range(3):
+        np.testing.assert_allclose([m["penetrate_mm"][b], m["float_mm"][b], m["skate_mm"][b]], _slow_physdiff(v[b]))
+    assert m["penetrate_mm"][1] == 0 and m["float_mm"][1] > 0 and m["skate_mm"][1] == 0
+    toes = rng.normal(0, 0.04, (6, 30, 2, 3)).cumsum(1) * [1, 0.2, 1]
+    toes[..., 1] = np.abs(toes[..., 1])
+    np.testing.assert_allclose(skating_ratio(toes, 20.0), _slow_skating_ratio(toes, 20.0))
+    assert skating_ratio(toes, 20.0).max() > 0
+
+
+def test_hand_built_metrics():
+    v = np.zeros((1, 4, 2, 3))
+    v[0, :, 0, 1] = -0.01  # a vertex 10 mm under the floor, still
+    v[0, :, 1, 1] = -0.03  # another 30 mm under, sliding 2 cm per frame along x
+    v[0, :, 1, 0] = 0.02 * np.arange(4)
+    m = physdiff_metrics(v, 20.0)
+    np.testing.assert_allclose([m["penetrate_mm"][0], m["float_mm"][0], m["skate_mm"][0]], [20.0, 0.0, 10.0])
+    assert longest_run(np.array([[1, 1, 0, 1, 1, 1, 0], [0] * 7], bool)).tolist() == [3, 0]
+
+
+def test_masks_ignore_padding():
+    v = np.zeros((1, 6, 2, 3))
+    v[0, 4:, :, 1] = -5.0  # padding frames deep underground must not count
+    defined = np.array([[1, 1, 1, 1, 0, 0]], bool)
+    toes = np.zeros((1, 6, 2, 3))
+    toes[0, 4:, :, 0] = 50.0
+    flags = motion_infractions(v, toes, 20.0, defined)
+    assert not any(f[0] for f in flags.values())
+    assert physdiff_metrics(v, 20.0, defined)["penetrate_mm"][0] == 0
+    assert skating_ratio(toes, 20.0, defined)[0] == 0
+
+
+def test_bad_inputs_are_rejected():
+    ok = np.zeros((1, 5, 4, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        physdiff_metrics(np.full((1, 5, 4, 3), np.nan))
+    with pytest.raises(ValueError, match=r"\[B, T, N, 3\]"):
+        physdiff_metrics(np.zeros((5, 4, 3)))
+    with pytest.raises(ValueError, match="2 points per frame"):
+        skating_ratio(np.zeros((1, 5, 3, 3)))
+    with pytest.raises(ValueError, match="defined"):
+        physdiff_metrics(ok, 20.0, np.ones((1, 4), bool))
+    with pytest.raises(ValueError, match="at least one defined frame"):
+        physdiff_metrics(ok, 20.0, np.zeros((1, 5), bool))
+    with pytest.raises(ValueError, match="fps"):
+        skating_ratio(np.zeros((1, 5, 2, 3)), fps=0)
+    with pytest.raises(ValueError, match="skating_ratio"):
+        MotionThresholds(10.0, 1.5, 30.0, 1.0)
+    with pytest.raises(KeyError, match="vertices"):
+        motion_oracle()({"joints": np.zeros((1, 5, 24, 3))})
+
+
+def test_real_walk_passes_and_altered_copies_are_flagged(walk):
+    _, _, out = walk
+    real = as_batch(out)
+    assert not any(f[0] for f in motion_infractions(real["vertices"], real["toes"], 20.0).values())
+    sunk = {k: v - [0, 0.1, 0] for k, v in real.items()}  # 10 cm into the floor
+    drift = np.arange(len(out.vertices))[None, :, None, None] * np.array([0.06, 0.0, 0.0])  # 1.2 m/s along x
+    slid = {k: v + drift for k, v in real.items()}
+    flags = {name: motion_infractions(b["vertices"], b["toes"], 20.0) for name, b in (("sunk", sunk), ("slid", slid))}
+    assert flags["sunk"]["penetration"][0] and flags["slid"]["skating"][0]
+    assert not flags["slid"]["penetration"][0] and not flags["slid"]["float"][0]
+
+
+def test_hovering_copy_is_flagged_but_real_flight_is_not(real):
+    long_windows = np.flatnonzero(real["defined"].all(1))
+    assert len(long_windows) >= 4
+    i = long_windows[0]
+    batch = {"vertices": real["vertices"][[i, i]].copy(), "toes": real["toes"][[i, i]].copy()}
+    batch["vertices"][1, :, :, 1] += 0.2
+    batch["toes"][1, :, :, 1] += 0.2
+    flags = motion_infractions(batch["vertices"], batch["toes"], 20.0)
+    assert flags["float"].tolist() == [False, True]
+    assert not flags["penetration"].any()
+
+
+def test_real_windows_pass_the_calibrated_defaults(real):
+    flags = motion_infractions(real["vertices"], real["toes"], 20.0, real["defined"])
+    for reason, f in flags.items():
+        assert f.mean() <= 0.01, reason
+    thresholds, report = calibrate_thresholds(real["vertices"], real["toes"], 20.0, real["defined"])
+    assert thresholds == DEFAULT_THRESHOLDS  # the documented constants are what calibration gives today
+    assert report["pass_rate"]["all"] >= 0.99
+
+
+def test_registered_oracles_and_labelling(real):
+    n = 6
+    samples = {"vertices": real["vertices"][:n].copy(), "joints": real["joints"][:n], "defined": real["defined"][:n]}
+    samples["vertices"][2, :, :, 1] -= 0.5
+    samples["vertices"][4, 0, 0, 1] = np.nan
+    result = label(get_oracle("physical", domain="motion"), samples, batch_size=3)
+    assert result.defined.tolist() == [True, True, True, True, False, True]
+    assert result.reasons["penetration"].tolist() == [False, False, True, False, False, False]
+    assert set(result.reasons) == {"penetration", "skating", "float"}
+    single = get_oracle("motion:skating")(samples | {"vertices": real["vertices"][:n]})
+    assert list(single.reasons) == ["skating"] and single.valid.all()
+
+
+def test_oracle_throughput(real):
+    v, toes, d = real["vertices"], real["toes"], real["defined"]
+    oracle = motion_oracle()
+    oracle({"vertices": v, "toes": toes, "defined": d})  # warm up
+    start = time.perf_counter()
+    for _ in range(3):
+        oracle({"vertices": v, "toes": toes, "defined": d})
+    frames_per_s = 3 * v.shape[0] * v.shape[1] / (time.perf_counter() - start)
+    assert frames_per_s >= 5000, frames_per_s
