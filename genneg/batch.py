@@ -7,7 +7,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-__all__ = ["batch_size_of", "take", "repeat_each", "concat"]
+__all__ = ["batch_size_of", "take", "repeat_each", "concat", "to_device"]
 
 
 def batch_size_of(samples) -> int:
@@ -59,3 +59,14 @@ def concat(parts: list):
     if isinstance(first, (tuple, list)):
         return type(first)(concat([p[i] for p in parts]) for i in range(len(first)))
     return first  # scalars shared by the whole batch
+
+
+def to_device(obj, device):
+    """Moves every tensor in a nested structure to ``device``; other leaves are returned as they are."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj

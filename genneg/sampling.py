@@ -101,7 +101,7 @@ def sample_stochastic(
         gamma = gamma_max if s_tmin <= s.item() <= s_tmax else 0.0
         s_hat = s * (1 + gamma)
         if gamma > 0:
-            eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * s_noise
+            eps = _randn_like(x, generator) * s_noise
             x = x + eps * (s_hat**2 - s**2).sqrt()
         denoised = _denoise(denoiser, x, s_hat, cond)
         d = to_d(x, s_hat.expand(x.shape[0]), denoised)
@@ -114,6 +114,12 @@ def sample_stochastic(
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s_hat, "denoised": denoised})
     return x
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Noise drawn on the generator's device (reproducible across devices), then moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 SAMPLERS = {"heun": sample_heun, "stochastic": sample_stochastic}
@@ -134,7 +140,7 @@ def sample(
     """Draws ``shape[0]`` samples: initial noise from ``generator``, then the named sampler."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
-    x = torch.randn(shape, generator=generator, device=device) * sigmas[0].item()
+    x = _randn_like(torch.empty(shape, device=device), generator) * sigmas[0].item()
     if sampler == "stochastic":
         sampler_kwargs["generator"] = generator
     return SAMPLERS[sampler](denoiser, x, sigmas, cond, callback=callback, **sampler_kwargs)

@@ -1,0 +1,108 @@
+"""Checkpoints that lose nothing and execute nothing.
+
+Weights are safetensors with the resolved config as JSON in the metadata; train state (optimizer, EMA, RNG) goes
+through ``torch.save`` and comes back only through ``torch.load(..., weights_only=True)``. Every write goes to a
+temporary file in the same folder and is moved into place with ``os.replace``, so a killed process leaves either
+the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+__all__ = ["atomic_write", "write_json", "read_json", "save_weights", "load_weights", "save_state", "load_state"]
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Calls ``write(tmp_path)`` then atomically renames the temporary file to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    def _write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+
+    return atomic_write(path, _write)
+
+
+def _json_default(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); was it truncated?") from e
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor] | torch.nn.Module, config: dict | None = None) -> Path:
+    """Writes tensors (or a module's state_dict) as safetensors, with ``config`` as JSON metadata."""
+    if isinstance(state, torch.nn.Module):
+        state = state.state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    meta = {"config": json.dumps(config or {}, sort_keys=True, default=_json_default), "format": "pt"}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Reads a safetensors file written by ``save_weights``; returns (state_dict, config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such weights file: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); was it truncated or not written by genneg?") from e
+    return state, json.loads(meta.get("config", "{}"))
+
+
+def save_state(path: str | Path, state: dict) -> Path:
+    """Writes a train state (tensors, numbers, strings, nested dicts/lists only) atomically."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | Path) -> dict:
+    """Loads a train state with ``weights_only=True``: a file holding code objects is refused, never run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such train state: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt or unsafe files
+        raise ValueError(f"refusing or unable to load train state {path}: {type(e).__name__}: {e}") from e

@@ -1,0 +1,228 @@
+"""Time-conditioned (noisy) classifiers P(valid | x_σ) trained on oracle-labelled model samples.
+
+Training pairs are samples x0 of the *current* model with oracle labels y, re-noised with a fresh σ (log-uniform
+over the sampler's range) at every step. Batches are balanced (invalid samples are oversampled to the number of
+valid ones) and carry importance weights α (valid) and 1 − α (invalid), α the model's valid fraction, so the
+optimum is P(y = 1 | x_σ) under the model's own prior (METHOD.md). The same machinery trains the time-independent
+ablation (σ fixed near 0) and discriminator guidance (data vs model samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .batch import batch_size_of, concat, take, to_device
+from .diffusion import LogUniformSigma, append_dims, as_sigma
+from .training import TrainConfig, train
+
+__all__ = ["NoisyClassifier", "importance_weights", "balanced_set", "fit_classifier", "classifier_report", "calibrate"]
+
+
+class NoisyClassifier(nn.Module):
+    """Logit ``f(x, σ, cond)`` with EDM input scaling and an optional temperature per ln σ bin.
+
+    Args:
+        net: raw network ``net(x_in, c_noise, cond) -> [B]``.
+        sigma_data: data scale for the input scaling c_in = 1/√(σ² + σ_d²).
+        fixed_sigma: if set, the classifier ignores σ and always evaluates as if σ = fixed_sigma (the
+            "time-independent classifier" ablation: trained at σ ≈ 0, applied at every σ).
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float, fixed_sigma: float | None = None, num_bins: int = 8,
+                 sigma_min: float = 0.002, sigma_max: float = 80.0):
+        super().__init__()
+        self.net, self.sigma_data, self.fixed_sigma = net, float(sigma_data), fixed_sigma
+        self.register_buffer("bin_centres", torch.linspace(math.log(sigma_min), math.log(sigma_max), num_bins))
+        self.register_buffer("log_temperature", torch.zeros(num_bins))
+        # guidance is applied only up to this σ: above it the classifier was measured to carry no information
+        self.register_buffer("sigma_max_guidance", torch.tensor(math.inf))
+
+    def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        sigma = as_sigma(sigma, x)
+        if self.fixed_sigma is not None:
+            sigma = torch.full_like(sigma, self.fixed_sigma)
+        c_in = 1 / (append_dims(sigma, x.ndim) ** 2 + self.sigma_data**2).sqrt()
+        raw = self.net(c_in * x, sigma.log() / 4, cond)
+        if raw.shape != sigma.shape:
+            raise ValueError(f"classifier net returned shape {tuple(raw.shape)}, expected [{sigma.shape[0]}]")
+        return raw / self.temperature(sigma)
+
+    def temperature(self, sigma: Tensor) -> Tensor:
+        """Per-sample temperature, linearly interpolated in ln σ between the bin centres."""
+        c, t = self.bin_centres, self.log_temperature
+        u = sigma.log().clamp(c[0], c[-1])
+        i = torch.searchsorted(c, u.detach()).clamp(1, len(c) - 1)
+        w = (u - c[i - 1]) / (c[i] - c[i - 1])
+        return (t[i - 1] * (1 - w) + t[i] * w).exp()
+
+    def log_prob(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """log C(x, σ) = log P(valid | x_σ), ``[B]``: the quantity guidance differentiates."""
+        return F.logsigmoid(self.logit(x, sigma, cond))
+
+    def forward(self, x, sigma, cond=None):
+        return self.logit(x, sigma, cond)
+
+
+def importance_weights(labels: Tensor, alpha: float) -> Tensor:
+    """Weights that restore the model's prior on a 50/50 set: 2α for valid, 2(1 − α) for invalid."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"importance weights need 0 < alpha < 1, got {alpha}")
+    return torch.where(labels.bool(), 2 * alpha, 2 * (1 - alpha)).float()
+
+
+def balanced_set(x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0) -> tuple[Tensor, Tensor, Any]:
+    """Oversamples the minority class (with replacement) to the size of the majority: a 50/50 set."""
+    pos, neg = labels.bool().nonzero().flatten(), (~labels.bool()).nonzero().flatten()
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(f"a balanced set needs both classes, got {len(pos)} valid and {len(neg)} invalid samples")
+    g = torch.Generator().manual_seed(seed)
+    m = max(len(pos), len(neg))
+    grow = lambda idx: idx[torch.randint(0, len(idx), (m,), generator=g)] if len(idx) < m else idx
+    idx = torch.cat([grow(pos), grow(neg)])
+    return x0[idx], labels[idx], take(cond, idx.numpy())
+
+
+@dataclass(frozen=True)
+class _Objective:
+    sigma_dist: Callable
+    fixed_sigma: float | None
+
+    def __call__(self, model: NoisyClassifier, batch: dict, gen: torch.Generator) -> Tensor:
+        x0 = batch["x0"]
+        if self.fixed_sigma is None:
+            sigma = self.sigma_dist(x0.shape[0], generator=gen).to(x0.device, x0.dtype)
+        else:
+            sigma = torch.full((x0.shape[0],), self.fixed_sigma, device=x0.device, dtype=x0.dtype)
+        noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
+        logit = model.logit(x0 + append_dims(sigma, x0.ndim) * noise, sigma, batch.get("cond"))
+        return batch["w"] * F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="none")
+
+
+def fit_classifier(
+    model: NoisyClassifier,
+    x0: Tensor,
+    labels: Tensor,
+    cfg: TrainConfig,
+    *,
+    cond: Any = None,
+    alpha: float | None = None,
+    sigma_range: tuple[float, float] = (0.002, 80.0),
+    run_dir: str | Path | None = None,
+    name: str = "classifier",
+    resume: bool = False,
+    callback: Callable[[dict], None] | None = None,
+) -> NoisyClassifier:
+    """Trains ``model`` on a balanced set of (x0, label) pairs, noised afresh at every step.
+
+    Args:
+        labels: bool ``[N]`` (True = valid / real).
+        alpha: the model's valid fraction for importance weights; None trains unweighted (the "w/o IS" ablation
+            and the data-vs-model discriminator).
+    Returns:
+        The EMA classifier.
+    """
+    if batch_size_of(x0) != labels.shape[0]:
+        raise ValueError(f"{batch_size_of(x0)} samples but {labels.shape[0]} labels")
+    xb, yb, cb = balanced_set(x0, labels, cond, seed=cfg.seed)
+    w = importance_weights(yb, alpha) if alpha is not None else torch.ones(len(yb))
+    data = {"x0": xb, "y": yb.float(), "w": w}
+    if cb is not None:
+        data["cond"] = cb
+    objective = _Objective(LogUniformSigma(*sigma_range), model.fixed_sigma)
+    return train(model, objective, data, cfg, run_dir=run_dir, name=name, resume=resume, callback=callback).model
+
+
+@torch.no_grad()
+def classifier_report(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = None, *,
+                      sigma_range=(0.002, 80.0), num_bins: int = 8, seed: int = 0, device="cpu") -> dict:
+    """Accuracy, BCE and expected calibration error per ln σ bin on held-out samples in natural proportions.
+
+    Samples in natural proportions already follow the model's prior, so plain (unweighted) metrics are the right
+    ones. ``collapsed`` flags a classifier that is no better than predicting the prior at the smallest σ.
+    """
+    g = torch.Generator().manual_seed(seed)
+    y = labels.float()
+    prior = y.mean().item()
+    edges = torch.linspace(math.log(sigma_range[0]), math.log(sigma_range[1]), num_bins + 1)
+    bins = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sigma = (lo + (hi - lo) * torch.rand(len(y), generator=g)).exp()
+        x = x0 + append_dims(sigma, x0.ndim) * torch.randn(x0.shape, generator=g)
+        logit = model.logit(x.to(device), sigma.to(device), to_device(cond, device)).cpu()
+        p = logit.sigmoid()
+        bins.append({
+            "sigma_lo": math.exp(lo), "sigma_hi": math.exp(hi),
+            "accuracy": ((p > 0.5).float() == y).float().mean().item(),
+            "bce": F.binary_cross_entropy_with_logits(logit, y).item(),
+            "prior_bce": _bce_of_constant(prior),
+            "ece": expected_calibration_error(p, y),
+        })
+    small = bins[0]
+    collapsed = small["bce"] > 0.95 * small["prior_bce"]
+    return {"prior": prior, "bins": bins, "collapsed": bool(collapsed), "informative_sigma_max": informative_sigma_max(bins)}
+
+
+def informative_sigma_max(bins: list[dict], margin: float = 0.98) -> float:
+    """Upper edge of the contiguous run of σ-bins, from the smallest, where the classifier beats the prior's BCE.
+
+    Above it the learned log C is flat up to noise, which guidance would multiply by σ²; the exact Bayes classifier's
+    gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. 0.0 if even the smallest bin
+    is uninformative (a collapsed classifier).
+    """
+    edge = 0.0
+    for b in bins:
+        if not b["bce"] < margin * b["prior_bce"]:
+            break
+        edge = b["sigma_hi"]
+    return edge
+
+
+def _bce_of_constant(p: float) -> float:
+    if p <= 0 or p >= 1:
+        return 0.0
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+
+def expected_calibration_error(p: Tensor, y: Tensor, num_bins: int = 10) -> float:
+    """Mean |confidence − frequency| over equal-width probability bins, weighted by bin occupancy."""
+    idx = (p * num_bins).long().clamp(max=num_bins - 1)
+    ece = 0.0
+    for b in range(num_bins):
+        m = idx == b
+        if m.any():
+            ece += m.float().mean().item() * abs(p[m].mean().item() - y[m].mean().item())
+    return ece
+
+
+@torch.no_grad()
+def calibrate(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0,
+              device="cpu", draws: int = 4) -> Tensor:
+    """Fits one temperature per ln σ bin centre on held-out samples (natural proportions) by grid search on BCE.
+
+    An over-confident classifier has a steep log C near the oracle boundary, which guidance multiplies by σ²;
+    a temperature > 1 flattens it where the held-out data say it is over-confident (METHOD.md, "two traps").
+    Returns the fitted temperatures ``[num_bins]`` (also stored in the model).
+    """
+    g = torch.Generator().manual_seed(seed)
+    y = labels.float().repeat(draws)
+    xs, cs = x0.repeat((draws,) + (1,) * (x0.ndim - 1)), cond
+    if cond is not None:
+        cs = concat([cond] * draws)
+    grid = torch.linspace(-1.0, 3.0, 81)  # log T: T from 0.37 to 20
+    model.log_temperature.zero_()
+    fitted = torch.zeros_like(model.log_temperature)
+    for b, centre in enumerate(model.bin_centres.cpu()):
+        sigma = centre.exp().expand(len(y))
+        x = xs + append_dims(sigma, xs.ndim) * torch.randn(xs.shape, generator=g)
+        raw = model.logit(x.to(device), sigma.to(device), to_device(cs, device)).cpu()
+        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp(), y) for t in grid])
+        fitted[b] = grid[losses.argmin()]
+    model.log_temperature.copy_(fitted.to(model.log_temperature.device))
+    return fitted.exp()

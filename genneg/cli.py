@@ -1,0 +1,307 @@
+"""The ``genneg`` command. ``main`` only parses, builds a config and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+EXAMPLES = """
+examples:
+  genneg run toy --preset default --seeds 3 --run-dir runs/toy     # the whole method + baselines + report
+  genneg train toy --preset tiny --run-dir runs/toy-tiny           # base model only
+  genneg train toy --preset tiny --run-dir runs/toy-tiny --resume  # continue a killed run
+  genneg sample --run-dir runs/toy-tiny --n 1000 --out samples.npz
+  genneg eval --run-dir runs/toy-tiny
+  genneg presets toy                                               # list presets and their settings
+  genneg train toy --preset tiny --set base.steps=500 --set data.shape=\\"rings\\"
+"""
+
+
+def _parse_value(text: str):
+    """A --set value: JSON if it parses (numbers, true/false, quoted strings, lists), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def resolve_config(domain_name: str, preset: str, sets: list[str], seed: int | None, device: str, domain_path=None):
+    from genneg.config import override
+    from genneg.domain import get_domain
+
+    presets = get_domain(domain_name, domain_path=domain_path).presets()
+    if preset not in presets:
+        raise SystemExit(f"error: unknown preset {preset!r} for domain {domain_name!r}; choose from {sorted(presets)}")
+    cfg = presets[preset]
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"error: --set expects KEY=VALUE, got {item!r}")
+        try:
+            cfg = override(cfg, key.strip(), _parse_value(value))
+        except (ValueError, TypeError) as e:
+            raise SystemExit(f"error: --set {item}: {e}") from None
+    if seed is not None:
+        cfg = replace(cfg, seed=seed)
+    return replace(cfg, device=_device(device))
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise SystemExit(f"error: --device must be cpu, cuda or auto, got {name!r}")
+    return name
+
+
+def load_run_config(run_dir: Path):
+    from genneg.checkpoint import read_json
+    from genneg.config import RunConfig, config_from_dict
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise SystemExit(f"error: {run_dir} holds no config.json; is it a genneg run folder?")
+    return config_from_dict(RunConfig, read_json(path))
+
+
+class StatsLog:
+    """Appends one JSON object a line to ``stats.jsonl`` in the run folder."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "stats.jsonl"
+
+    def write(self, **record):
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"time": time.time(), **record}, default=float) + "\n")
+
+
+def train_callback(bar, log: StatsLog, stage: str, every: int = 20):
+    def cb(info: dict):
+        bar.update(1)
+        if info["step"] % every == 0:
+            bar.set_postfix(loss=f"{info['loss']:.4f}")
+            log.write(stage=stage, **info)
+
+    return cb
+
+
+# ------------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_train(args):
+    from tqdm import tqdm
+
+    from genneg.checkpoint import write_json
+    from genneg.domain import get_domain
+    from genneg.models import fit_base
+
+    run_dir = Path(args.run_dir)
+    cfg = resolve_config(args.domain, args.preset, args.set, args.seed, args.device, args.domain_path)
+    if (run_dir / "config.json").exists() and not args.resume:
+        raise SystemExit(f"error: {run_dir} already holds a run; pass --resume to continue it or choose another folder")
+    if args.resume and (run_dir / "config.json").exists():
+        cfg = replace(load_run_config(run_dir), device=cfg.device)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
+    log = StatsLog(run_dir)
+    with tqdm(total=cfg.base.steps, desc="base", disable=args.quiet) as bar:
+        fit_base(domain, cfg, run_dir, resume=args.resume, callback=train_callback(bar, log, "base"))
+    print(f"wrote {run_dir / 'base.safetensors'}")
+
+
+def _load_stage(run_dir: Path, stage: str, domain_path=None):
+    from genneg.domain import get_domain
+    from genneg.models import load_denoiser
+
+    cfg = load_run_config(run_dir)
+    domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
+    path = run_dir / f"{stage}.safetensors"
+    if not path.is_file():
+        raise SystemExit(f"error: {path} does not exist (train it first, or pick another --stage)")
+    return cfg, domain, load_denoiser(domain, cfg, path)
+
+
+def cmd_sample(args):
+    import numpy as np
+    from tqdm import tqdm
+
+    from genneg.generate import generate
+    from genneg.oracle import label
+
+    run_dir = Path(args.run_dir)
+    cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
+    cfg = replace(cfg, device=_device(args.device))
+    cond = domain.conditions(args.n, args.split, args.seed)
+    with tqdm(total=args.n, desc=f"sample {args.stage}", disable=args.quiet) as bar:
+        x0 = generate(denoiser.to(cfg.device), domain.sample_shape, args.n, cfg.sampler, cond, seed=args.seed,
+                      device=cfg.device, callback=bar.update)
+    samples = domain.decode(x0, cond)
+    result = label(domain.oracle(), samples, cond)
+    arrays = samples if isinstance(samples, dict) else {"samples": samples}
+    np.savez_compressed(args.out, **arrays, valid=result.valid, defined=result.defined,
+                        **{f"reason_{k}": v for k, v in result.reasons.items()})
+    print(f"wrote {args.n} samples to {args.out} ({100 * (1 - result.valid.mean()):.2f} % invalid)")
+
+
+def cmd_eval(args):
+    from genneg.checkpoint import write_json
+    from genneg.evaluate import EvalData, evaluate_denoiser
+
+    run_dir = Path(args.run_dir)
+    cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
+    cfg = replace(cfg, device=_device(args.device))
+    metrics, _, _ = evaluate_denoiser(denoiser.to(cfg.device), domain, cfg, EvalData(domain, cfg), domain.oracle())
+    write_json(run_dir / f"eval_{args.stage}.json", metrics)
+    StatsLog(run_dir).write(stage=f"eval_{args.stage}", **{"metrics": metrics})
+    print(format_metrics(args.stage, metrics))
+
+
+def format_metrics(stage: str, m: dict) -> str:
+    inf = m["infraction"]
+    t = inf["total"]
+    lines = [f"{stage}: infraction {100 * t['rate']:.2f} % [{100 * t['lo']:.2f}, {100 * t['hi']:.2f}] (n={inf['n']}"
+             + (f", undefined {inf['undefined']}" if inf["undefined"] else "") + ")"]
+    for name, r in inf["reasons"].items():
+        lines.append(f"  {name}: {100 * r['rate']:.2f} % [{100 * r['lo']:.2f}, {100 * r['hi']:.2f}]")
+    if "nll" in m:
+        lines.append(f"  NLL bound: {m['nll']['mean']:.3f} ± {m['nll']['se']:.3f} nats")
+    lines.append(f"  sampler: {m['seconds_per_1000']:.3f} s per 1,000 samples")
+    return "\n".join(lines)
+
+
+def cmd_presets(args):
+    from genneg.domain import get_domain
+
+    for name, cfg in get_domain(args.domain, domain_path=args.domain_path).presets().items():
+        print(f"{name}: {json.dumps(cfg.to_dict(), default=str)}")
+
+
+def cmd_domains(args):
+    from genneg.domain import available_domains
+
+    print("\n".join(available_domains()))
+
+
+class TqdmUI:
+    """Progress bars and stats.jsonl for ``genneg run``."""
+
+    def __init__(self, log: StatsLog, quiet: bool):
+        self.stats, self.quiet = log, quiet
+
+    def bar(self, desc: str, total: int):
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, disable=self.quiet, leave=False)
+        bar.train_callback = lambda: train_callback(bar, self.stats, desc)
+        return bar
+
+    def log(self, **record):
+        self.stats.write(**record)
+
+
+def cmd_run(args):
+    from genneg.domain import get_domain
+    from genneg.run import run
+
+    cfg = resolve_config(args.domain, args.preset, args.set, args.seed, args.device, args.domain_path)
+    run_dir = Path(args.run_dir or f"runs/{args.domain}-{args.preset}")
+    if args.resume and (run_dir / "config.json").exists():
+        cfg = replace(load_run_config(run_dir), device=cfg.device)
+    if args.seeds < 1:
+        raise SystemExit("error: --seeds must be >= 1")
+    domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
+    oracle = domain.oracle(args.oracle.split(",")) if args.oracle else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        agg = run(domain, cfg, run_dir, seeds=args.seeds, resume=args.resume, ui=TqdmUI(StatsLog(run_dir), args.quiet),
+                  oracle=oracle)
+    except FileExistsError as e:
+        raise SystemExit(f"error: {e}") from None
+    print((run_dir / "report.md").read_text())
+    print(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; wall time {agg['wall_seconds'] / 60:.1f} min)")
+
+
+# ------------------------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genneg", description="Gen-neG: keep diffusion models away from invalid samples.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, domain=True):
+        if domain:
+            sp.add_argument("domain", help="domain name (see `genneg domains`)")
+            sp.add_argument("--preset", default="default", help="named preset of the domain (default: %(default)s)")
+            sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. base.steps=500")
+            sp.add_argument("--seed", type=int, default=None, help="run seed (default: the preset's)")
+        sp.add_argument("--domain-path", default=None, help="a local folder with a domain package (make_domain)")
+        sp.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
+        sp.epilog = EXAMPLES
+
+    t = sub.add_parser("train", help="train the base denoiser")
+    common(t)
+    t.add_argument("--run-dir", required=True, help="folder for weights, config and stats.jsonl")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --run-dir")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a trained stage and label them")
+    common(s, domain=False)
+    s.add_argument("--run-dir", required=True)
+    s.add_argument("--stage", default="base", help="base, distilled, ... (a *.safetensors in the run folder)")
+    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--split", default="test", help="split whose conditions to generate on")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output .npz")
+    s.set_defaults(func=cmd_sample)
+
+    e = sub.add_parser("eval", help="infraction rate (Wilson interval, per reason) and NLL bound of a stage")
+    common(e, domain=False)
+    e.add_argument("--run-dir", required=True)
+    e.add_argument("--stage", default="base")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("run", help="the whole Gen-neG pipeline with baselines, evaluated and reported")
+    common(r)
+    r.add_argument("--seeds", type=int, default=1, help="independent repetitions (seeds seed..seed+S-1)")
+    r.add_argument("--run-dir", default=None, help="default: runs/<domain>-<preset>")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run at the stage where it stopped")
+    r.add_argument("--oracle", default=None, help="comma-separated oracle names to guide against (default: the domain's)")
+    r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("presets", help="list a domain's presets")
+    pr.add_argument("domain")
+    pr.add_argument("--domain-path", default=None)
+    pr.set_defaults(func=cmd_presets)
+
+    d = sub.add_parser("domains", help="list the installed domains")
+    d.set_defaults(func=cmd_domains)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Run configuration: frozen dataclasses, one per concern, with named presets supplied by each domain.
+
+A domain's ``presets()`` returns ``{name: RunConfig}``; the CLI applies overrides with ``dataclasses.replace`` and
+saves the resolved config as JSON beside every artefact. No config value is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from .training import TrainConfig
+
+__all__ = ["SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
+
+BASELINES = ("rejection", "no_is", "time_independent", "discriminator", "penalty")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Attributes: steps (Karras schedule length), sigma_min/sigma_max/rho (schedule), kind ("heun"/"stochastic"),
+    batch_size (rows per sampler call; bounds memory)."""
+
+    steps: int = 32
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    kind: str = "heun"
+    batch_size: int = 8192
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"SamplerConfig.steps must be >= 1, got {self.steps}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.kind not in ("heun", "stochastic"):
+            raise ValueError(f"SamplerConfig.kind must be 'heun' or 'stochastic', got {self.kind!r}")
+        if self.batch_size < 1:
+            raise ValueError("SamplerConfig.batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class GenNegConfig:
+    """Settings of the method itself.
+
+    Attributes:
+        rounds: classifiers stacked (K).
+        samples_per_round: raw samples drawn from the current model each round (M).
+        guidance_weight: w in D + w σ² Σ ∇ log C_k (theory: 1).
+        guidance_sigma_min / guidance_sigma_max: σ window in which guidance is applied.
+        classifier_sigma_min / classifier_sigma_max: log-uniform σ range the classifier is trained on.
+        importance_weights: weight valid α and invalid 1−α (False: the "w/o IS" ablation).
+        calibrate: fit a temperature per σ-bin on held-out labelled samples after training.
+        distil_data_fraction: share of each distillation batch drawn from training data rather than the teacher.
+        distil_samples: teacher samples generated for distillation.
+        baselines: which baselines and ablations `genneg run` evaluates.
+        penalty_sigma_max: the penalty baseline acts only below this σ.
+        auto_window: stop each classifier's guidance above the σ where, on held-out samples, it stops beating the
+            prior (its gradient there is noise that guidance would multiply by σ²).
+        penalty_weight: strength λ of the differentiable-penalty baseline, log C = −λ·penalty(D(x; σ)).
+    """
+
+    rounds: int = 2
+    samples_per_round: int = 20000
+    guidance_weight: float = 1.0
+    guidance_sigma_min: float = 0.0
+    guidance_sigma_max: float = math.inf
+    classifier_sigma_min: float = 0.002
+    classifier_sigma_max: float = 80.0
+    importance_weights: bool = True
+    calibrate: bool = True
+    distil_data_fraction: float = 0.0
+    distil_samples: int = 20000
+    baselines: tuple[str, ...] = BASELINES
+    penalty_weight: float = 10.0
+    penalty_sigma_max: float = 1.0
+    auto_window: bool = True
+
+    def __post_init__(self):
+        if self.rounds < 0 or self.samples_per_round < 2 or self.distil_samples < 1:
+            raise ValueError("GenNegConfig: rounds >= 0, samples_per_round >= 2, distil_samples >= 1 required")
+        if not 0 <= self.distil_data_fraction <= 1:
+            raise ValueError(f"distil_data_fraction must be in [0, 1], got {self.distil_data_fraction}")
+        if not 0 < self.classifier_sigma_min < self.classifier_sigma_max:
+            raise ValueError("need 0 < classifier_sigma_min < classifier_sigma_max")
+        unknown = set(self.baselines) - set(BASELINES)
+        if unknown:
+            raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Attributes: num_samples (generated per stage for infraction rates), num_nll (held-out points for the bound),
+    nll_sigmas (stratified σ draws per point), nll_sigma_min/nll_sigma_max (the bound's σ range)."""
+
+    num_samples: int = 20000
+    num_nll: int = 2000
+    nll_sigmas: int = 32
+    nll_sigma_min: float = 0.002
+    nll_sigma_max: float = 80.0
+
+    def __post_init__(self):
+        if self.num_samples < 1 or self.num_nll < 1 or self.nll_sigmas < 1:
+            raise ValueError("EvalConfig counts must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs. ``data``, ``net`` and ``classifier_net`` are domain-specific keyword dicts."""
+
+    domain: str
+    preset: str = "default"
+    data: dict = field(default_factory=dict)
+    net: dict = field(default_factory=dict)
+    classifier_net: dict = field(default_factory=dict)
+    base: TrainConfig = TrainConfig()
+    classifier: TrainConfig = TrainConfig()
+    distil: TrainConfig = TrainConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    genneg: GenNegConfig = GenNegConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = 0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def config_from_dict(cls, d: dict[str, Any]):
+    """Rebuilds a (nested) frozen dataclass from its ``asdict`` form, rejecting unknown keys by name."""
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(d) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
+    kwargs = {}
+    for k, v in d.items():
+        ftype = _field_type(cls, k)
+        if ftype is not None and isinstance(v, dict):
+            kwargs[k] = config_from_dict(ftype, v)
+        elif isinstance(v, list):
+            kwargs[k] = tuple(v)
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+def _field_type(cls, name: str):
+    default = {f.name: f.default for f in fields(cls)}.get(name)
+    return type(default) if is_dataclass(default) else None
+
+
+def override(cfg, path: str, value: Any):
+    """Returns ``cfg`` with the dotted field ``path`` (e.g. "base.steps") replaced by ``value``."""
+    head, _, rest = path.partition(".")
+    if head not in {f.name for f in fields(cfg)}:
+        raise ValueError(f"unknown config field {path!r} in {type(cfg).__name__}")
+    current = getattr(cfg, head)
+    if rest:
+        if isinstance(current, dict):
+            return replace(cfg, **{head: {**current, rest: value}})
+        return replace(cfg, **{head: override(current, rest, value)})
+    return replace(cfg, **{head: value})

@@ -1,0 +1,202 @@
+"""Gen-neG: rounds of (sample → oracle → α → balanced weighted set → noisy classifier → stack), then distillation.
+
+Round k samples from the base denoiser guided by classifiers 1..k−1 and adds classifier k. ``distil`` regresses a
+student (initialised from the base or a previous student) on the guided teacher, so sampling costs one network
+evaluation again; rounds can continue on top of a student (guide → distil cycles).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .batch import concat, take
+from .checkpoint import load_weights, save_weights
+from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
+from .config import RunConfig
+from .diffusion import Denoiser, EDMPrecond, LogNormalSigma, edm_loss
+from .generate import generate
+from .guidance import GuidanceTerm, guided
+from .oracle import Oracle, OracleResult, label
+from .stats import wilson_interval
+from .training import train
+
+__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier"]
+
+
+@dataclass
+class RoundResult:
+    """What one round produced. ``classifier`` is None when the round was skipped (``skipped`` says why)."""
+
+    index: int
+    alpha: float
+    alpha_ci: tuple[float, float]
+    num_samples: int
+    num_undefined: int
+    classifier: NoisyClassifier | None = None
+    report: dict = field(default_factory=dict)
+    skipped: str = ""
+
+    def summary(self) -> dict:
+        return {"round": self.index, "alpha": self.alpha, "alpha_ci": list(self.alpha_ci), "n": self.num_samples,
+                "undefined": self.num_undefined, "skipped": self.skipped, "classifier": self.report}
+
+
+def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None) -> NoisyClassifier:
+    g = cfg.genneg
+    net = domain.make_classifier_net(dict(cfg.classifier_net))
+    return NoisyClassifier(net, domain.sigma_data, fixed_sigma=fixed_sigma, sigma_min=g.classifier_sigma_min,
+                           sigma_max=g.classifier_sigma_max).to(cfg.device)
+
+
+def load_classifier(domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier:
+    state, meta = load_weights(path)
+    model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False)
+
+
+def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n: int, *, split: str = "train",
+                  seed: int = 0, progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, Any, OracleResult]:
+    """Samples n x0 from ``denoiser`` on the split's conditions and labels them with the oracle."""
+    cond = domain.conditions(n, split, seed)
+    x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device, callback=progress)
+    return x0, cond, label(oracle, domain.decode(x0, cond), cond)
+
+
+def run_round(
+    teacher: Denoiser,
+    domain,
+    cfg: RunConfig,
+    oracle: Oracle,
+    index: int,
+    *,
+    run_dir: str | Path | None = None,
+    importance: bool | None = None,
+    fixed_sigma: float | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> RoundResult:
+    """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
+
+    Args:
+        importance: importance weights on (default: ``cfg.genneg.importance_weights``).
+        fixed_sigma: train and apply the classifier at this σ only (the time-independent ablation).
+        name: file stem for the classifier in ``run_dir`` (default ``classifier{index}``).
+    """
+    g = cfg.genneg
+    seed = cfg.seed * 1000 + index
+    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round, seed=seed, progress=progress)
+    keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
+    n_valid = int(result.valid[keep].sum())
+    alpha = n_valid / len(keep) if len(keep) else float("nan")
+    out = RoundResult(index, alpha, wilson_interval(n_valid, len(keep)), len(keep), result.num_undefined)
+    if len(keep) == 0:
+        out.skipped = "the oracle gave no defined verdict"
+    elif n_valid == len(keep):
+        out.skipped = f"alpha = 1: all {len(keep)} samples valid, nothing to guide away from"
+    elif n_valid == 0:
+        out.skipped = f"alpha = 0: none of {len(keep)} samples valid, no valid class to learn"
+    if out.skipped:
+        return out
+    x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
+    hold = _holdout_mask(len(keep), seed)
+    use_is = g.importance_weights if importance is None else importance
+    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma)
+    sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
+    model = fit_classifier(model, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, np.flatnonzero(~hold)),
+                           alpha=alpha if use_is else None, sigma_range=sigma_range, run_dir=run_dir,
+                           name=name or f"classifier{index}", resume=resume, callback=callback)
+    hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
+    report = {"importance_weights": use_is, "fixed_sigma": fixed_sigma}
+    if g.calibrate and use_is and fixed_sigma is None and (~hy).any():
+        report["temperatures"] = calibrate(model, hx, hy, hc, seed=seed, device=cfg.device).tolist()
+    report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, seed=seed, device=cfg.device))
+    if g.auto_window and fixed_sigma is None:
+        model.sigma_max_guidance.fill_(report["informative_sigma_max"])
+    if run_dir is not None:
+        save_weights(Path(run_dir) / f"{name or f'classifier{index}'}.safetensors", model,
+                     {"fixed_sigma": fixed_sigma, "alpha": alpha, "report": report})
+    out.classifier, out.report = model, report
+    return out
+
+
+def _holdout_mask(n: int, seed: int, fraction: float = 0.1) -> torch.Tensor:
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[perm[: max(1, int(fraction * n))]] = True
+    return mask
+
+
+def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig, weight: float | None = None):
+    """The base denoiser guided by every classifier so far, with the run's weight and σ window."""
+    g = cfg.genneg
+    w = g.guidance_weight if weight is None else weight
+    terms = [GuidanceTerm(c.log_prob, weight=w, name=f"classifier{i + 1}",
+                          sigma_range=(g.guidance_sigma_min, min(g.guidance_sigma_max, float(c.sigma_max_guidance))))
+             for i, c in enumerate(classifiers)]
+    return guided(denoiser, terms)
+
+
+def distil(
+    teacher: Denoiser,
+    init: EDMPrecond,
+    domain,
+    cfg: RunConfig,
+    *,
+    run_dir: str | Path | None = None,
+    name: str = "distilled",
+    resume: bool = False,
+    progress: Callable[[int], None] | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> EDMPrecond:
+    """Trains a copy of ``init`` to match the guided ``teacher``: λ(σ)‖S(x; σ) − D_g(x; σ)‖² on noised teacher samples.
+
+    A fraction ``cfg.genneg.distil_data_fraction`` of the x0 are training data instead of teacher samples (the
+    regression target is still the teacher's denoiser). Teacher samples are cached in ``run_dir`` so a resumed
+    distillation does not redraw them.
+    """
+    g = cfg.genneg
+    x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, progress)
+    if g.distil_data_fraction > 0:
+        x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, cfg.seed)
+    student = copy.deepcopy(init).train().requires_grad_(True)
+    data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
+
+    def objective(model, batch, gen):
+        return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=LogNormalSigma(), target=teacher, generator=gen)
+
+    res = train(student, objective, data, cfg.distil, run_dir=run_dir, name=name, resume=resume, callback=callback,
+                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
+    return res.model.eval().requires_grad_(False)
+
+
+def _teacher_samples(teacher, domain, cfg, run_dir, name, progress):
+    path = Path(run_dir) / f"{name}.teacher_samples.safetensors" if run_dir else None
+    if path is not None and path.exists():
+        state, _ = load_weights(path)
+        return state["x0"], domain.conditions(state["x0"].shape[0], "train", cfg.seed * 1000 + 999)
+    n = cfg.genneg.distil_samples
+    cond = domain.conditions(n, "train", cfg.seed * 1000 + 999)
+    x0 = generate(teacher, domain.sample_shape, n, cfg.sampler, cond, seed=cfg.seed * 1000 + 999, device=cfg.device,
+                  callback=progress)
+    if path is not None:
+        save_weights(path, {"x0": x0})
+    return x0, cond
+
+
+def _mix_with_data(domain, x0, cond, fraction: float, seed: int):
+    data_x0, data_cond = domain.dataset("train")
+    n_data = int(round(fraction * x0.shape[0]))
+    g = torch.Generator().manual_seed(seed + 11)
+    idx = torch.randint(0, data_x0.shape[0], (n_data,), generator=g)
+    keep = x0.shape[0] - n_data
+    cond_mix = None if cond is None else concat([take(cond, slice(0, keep)), take(data_cond, idx.numpy())])
+    return torch.cat([x0[:keep], data_x0[idx]]), cond_mix

@@ -1,0 +1,46 @@
+"""Building, training and loading a domain's base denoiser (the first stage of every run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .checkpoint import load_weights
+from .config import RunConfig
+from .diffusion import EDMPrecond, edm_loss
+from .training import train
+
+__all__ = ["build_denoiser", "fit_base", "load_denoiser", "data_dict"]
+
+
+def build_denoiser(domain, cfg: RunConfig) -> EDMPrecond:
+    return EDMPrecond(domain.make_denoiser_net(dict(cfg.net)), sigma_data=domain.sigma_data).to(cfg.device)
+
+
+def data_dict(x0, cond) -> dict:
+    """The structure ``train`` draws batches from."""
+    return {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
+
+
+def _edm_objective(model, batch, gen):
+    return edm_loss(model, batch["x0"], batch.get("cond"), generator=gen)
+
+
+def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
+             callback: Callable[[dict], None] | None = None) -> EDMPrecond:
+    """Trains the base denoiser on the domain's train split; writes ``base.safetensors`` to ``run_dir``."""
+    x0, cond = domain.dataset("train")
+    model = build_denoiser(domain, cfg)
+    res = train(model, _edm_objective, data_dict(x0, cond), cfg.base, run_dir=run_dir, name="base", resume=resume,
+                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data}, callback=callback)
+    return res.model
+
+
+def load_denoiser(domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
+    """Loads weights written by ``fit_base`` / distillation into a fresh denoiser of the run's architecture."""
+    state, _ = load_weights(path)
+    model = build_denoiser(domain, cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,211 @@
+"""`genneg run`: every stage of the method and every baseline, evaluated on the same held-out data, resumable.
+
+Layout of a run folder::
+
+    <run_dir>/config.json                the resolved RunConfig
+    <run_dir>/seed<S>/state.json         finished stages and their metrics (what --resume skips)
+    <run_dir>/seed<S>/*.safetensors      base, classifiers, distilled student, baseline networks
+    <run_dir>/seed<S>/samples_<stage>.npz decoded evaluation samples with their verdicts
+    <run_dir>/report.md, results.json, figures/   the aggregate over seeds
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .baselines import ablation_round, discriminator_guidance, penalty_guidance
+from .checkpoint import read_json, write_json
+from .config import RunConfig
+from .evaluate import EvalData, evaluate_denoiser, infraction_summary
+from .genneg import RoundResult, distil, load_classifier, run_round, stack
+from .models import fit_base, load_denoiser
+from .oracle import OracleResult
+from .stats import wilson_interval
+
+__all__ = ["run_seed", "run", "NullUI"]
+
+
+class NullUI:
+    """Progress hooks for the library; the CLI passes one that draws tqdm bars and writes stats.jsonl."""
+
+    def bar(self, desc: str, total: int):
+        return _NullBar()
+
+    def log(self, **record):
+        pass
+
+
+class _NullBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+    def train_callback(self):
+        return None
+
+
+class SeedRun:
+    """One seed's stages. ``state.json`` records finished stages, so a resumed run skips them."""
+
+    def __init__(self, domain, cfg: RunConfig, seed_dir: Path, oracle, resume: bool, ui):
+        self.domain, self.cfg, self.dir, self.oracle, self.resume, self.ui = domain, cfg, seed_dir, oracle, resume, ui
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "state.json"
+        self.state = read_json(path) if resume and path.exists() else {"stages": {}}
+        self.eval_data = EvalData(domain, cfg)
+        self.clock = time.perf_counter()
+
+    def done(self, stage: str) -> dict | None:
+        return self.state["stages"].get(stage)
+
+    def finish(self, stage: str, record: dict):
+        now = time.perf_counter()
+        record = {**record, "seconds": now - self.clock}  # training + evaluation wall time of this stage
+        self.clock = now
+        self.state["stages"][stage] = record
+        write_json(self.dir / "state.json", self.state)
+        self.ui.log(stage=stage, seed=self.cfg.seed, **record)
+
+    def train_bar(self, desc: str, steps: int):
+        bar = self.ui.bar(desc, steps)
+        return bar, getattr(bar, "train_callback", lambda: None)()
+
+    def evaluate(self, stage: str, denoiser, extra: dict | None = None) -> dict:
+        bar = self.ui.bar(f"eval {stage}", self.cfg.eval.num_samples)
+        metrics, samples, result = evaluate_denoiser(denoiser, self.domain, self.cfg, self.eval_data, self.oracle,
+                                                     seed=self.cfg.seed * 7919 + 1, progress=bar.update)
+        bar.close()
+        _save_samples(self.dir / f"samples_{stage}.npz", samples, result)
+        record = {"metrics": metrics, **(extra or {})}
+        self.finish(stage, record)
+        return record
+
+    def train_stage(self, stage: str, steps: int, fn):
+        bar, cb = self.train_bar(stage, steps)
+        try:
+            return fn(cb)
+        finally:
+            bar.close()
+
+
+def _save_samples(path: Path, samples, result: OracleResult):
+    arrays = {f"s_{k}": v for k, v in samples.items()} if isinstance(samples, dict) else {"samples": samples}
+    arrays.update(valid=result.valid, defined=result.defined, **{f"r_{k}": v for k, v in result.reasons.items()})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def load_samples(path: Path) -> tuple[Any, OracleResult]:
+    z = np.load(path, allow_pickle=False)
+    samples = z["samples"] if "samples" in z else {k[2:]: z[k] for k in z.files if k.startswith("s_")}
+    reasons = {k[2:]: z[k] for k in z.files if k.startswith("r_")}
+    return samples, OracleResult(z["valid"], reasons, z["defined"])
+
+
+def run_seed(domain, cfg: RunConfig, seed_dir: str | Path, oracle, *, resume: bool = False, ui=None) -> dict:
+    """Runs base → rounds → distilled → baselines for one seed; returns ``{stage: record}``."""
+    s = SeedRun(domain, cfg, Path(seed_dir), oracle, resume, ui or NullUI())
+    base = _base(s)
+    guided, classifiers = base, []
+    for k in range(1, cfg.genneg.rounds + 1):
+        guided, classifiers = _round(s, base, classifiers, k)
+    if "distilled" not in s.state["stages"]:
+        student = s.train_stage("distil", cfg.distil.steps, lambda cb: distil(
+            guided, base, domain, cfg, run_dir=s.dir, resume=resume, callback=cb))
+        s.evaluate("distilled", student)
+    _baselines(s, base)
+    return s.state["stages"]
+
+
+def _base(s: SeedRun):
+    path = s.dir / "base.safetensors"
+    if s.done("base") and path.exists():
+        return load_denoiser(s.domain, s.cfg, path)
+    base = s.train_stage("base", s.cfg.base.steps, lambda cb: fit_base(
+        s.domain, s.cfg, s.dir, resume=s.resume, callback=cb)).eval().requires_grad_(False)
+    s.evaluate("base", base)
+    return base
+
+
+def _round(s: SeedRun, base, classifiers: list, k: int):
+    stage, path = f"round{k}", s.dir / f"classifier{k}.safetensors"
+    record = s.done(stage)
+    if record is not None:
+        if not record["round"]["skipped"]:
+            classifiers = classifiers + [load_classifier(s.domain, s.cfg, path)]
+        return stack(base, classifiers, s.cfg), classifiers
+    teacher = stack(base, classifiers, s.cfg)
+    r: RoundResult = s.train_stage(f"classifier {k}", s.cfg.classifier.steps, lambda cb: run_round(
+        teacher, s.domain, s.cfg, s.oracle, k, run_dir=s.dir, resume=s.resume, callback=cb))
+    if r.classifier is not None:
+        classifiers = classifiers + [r.classifier]
+    guided = stack(base, classifiers, s.cfg)
+    s.evaluate(stage, guided, {"round": r.summary()})
+    return guided, classifiers
+
+
+def _baselines(s: SeedRun, base):
+    cfg = s.cfg
+    todo = [b for b in cfg.genneg.baselines if not s.done(b)]
+    if "rejection" in todo:
+        s.finish("rejection", {"metrics": rejection_metrics(s.state["stages"]["base"]["metrics"])})
+    for kind in ("no_is", "time_independent"):
+        if kind in todo:
+            guided, r = s.train_stage(kind, cfg.classifier.steps, lambda cb: ablation_round(
+                base, s.domain, cfg, s.oracle, kind, run_dir=s.dir, resume=s.resume, callback=cb))
+            s.evaluate(kind, guided, {"round": r.summary()})
+    if "discriminator" in todo:
+        guided, report = s.train_stage("discriminator", cfg.classifier.steps, lambda cb: discriminator_guidance(
+            base, s.domain, cfg, run_dir=s.dir, resume=s.resume, callback=cb))
+        s.evaluate("discriminator", guided, {"discriminator": report})
+    if "penalty" in todo and hasattr(s.domain, "penalty"):
+        s.evaluate("penalty", penalty_guidance(base, s.domain, cfg))
+
+
+def rejection_metrics(base: dict) -> dict:
+    """Rejection sampling of the base model with the oracle: exactly the target p⁺, at 1/α raw samples per valid one.
+
+    Its samples are valid by construction; its held-out NLL is the base's plus log α (METHOD.md); its cost is the
+    base sampler's time and the oracle's, divided by α.
+    """
+    inf = base["infraction"]
+    n_valid = inf["n"] - inf["total"]["count"]
+    alpha = n_valid / inf["n"]
+    accepted = OracleResult(np.ones(n_valid, bool), {k: np.zeros(n_valid, bool) for k in inf["reasons"]})
+    out = {
+        "infraction": infraction_summary(accepted),
+        "alpha": alpha,
+        "alpha_ci": list(wilson_interval(n_valid, inf["n"])),
+        "raw_samples_per_valid": 1 / alpha if alpha > 0 else math.inf,
+        "seconds_per_1000": base["seconds_per_1000"] / alpha if alpha > 0 else math.inf,
+        "valid_per_second": base["valid_per_second"],
+    }
+    if "nll" in base and alpha > 0:
+        out["nll"] = {"mean": base["nll"]["mean"] + math.log(alpha), "se": base["nll"]["se"], "analytic": True}
+    return out
+
+
+def run(domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: bool = False, ui=None,
+        oracle=None) -> dict:
+    """Runs ``seeds`` independent seeds (cfg.seed, cfg.seed + 1, ...) and writes the aggregate report."""
+    from .report import write_report
+
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists() and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another folder")
+    write_json(run_dir / "config.json", cfg.to_dict())
+    oracle = oracle or domain.oracle()
+    per_seed = {}
+    for i in range(seeds):
+        scfg = replace(cfg, seed=cfg.seed + i)
+        per_seed[scfg.seed] = run_seed(domain, scfg, run_dir / f"seed{scfg.seed}", oracle, resume=resume, ui=ui)
+    return write_report(domain, cfg, run_dir, per_seed)
