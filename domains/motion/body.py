@@ -173,11 +173,13 @@ class BodyOutput:
         vertices: [T, V, 3] float32, metres, Y up.
         joints: [T, 24, 3] float32, the SMPL joints (``skeleton.JOINT_NAMES`` order).
         keypoints: name -> [T, 3] smplx's extra vertex keypoints (feet, face, finger tips); empty if unknown.
+        body: name of the body that made it ("proxy-smpl" for the proxy).
     """
 
     vertices: np.ndarray
     joints: np.ndarray
     keypoints: dict
+    body: str
 
     def __post_init__(self):
         if self.vertices.ndim != 3 or self.joints.shape != (self.vertices.shape[0], NUM_JOINTS, 3):
@@ -289,7 +291,7 @@ class Body:
         joints_all = np.concatenate(joints) if joints else np.zeros((0, NUM_JOINTS + len(self.keypoint_names), 3))
         keypoints = {k: joints_all[:, NUM_JOINTS + i] for i, k in enumerate(self.keypoint_names)}
         vertices = np.concatenate(verts) if verts else np.zeros((0, self.num_vertices, 3), np.float32)
-        return BodyOutput(vertices, joints_all[:, :NUM_JOINTS], keypoints)
+        return BodyOutput(vertices, joints_all[:, :NUM_JOINTS], keypoints, self.name)
 
     def mesh(self, vertices: np.ndarray):
         """A ``trimesh.Trimesh`` of one frame's vertices [V, 3] (named after the body in its metadata)."""

@@ -30,7 +30,7 @@ def test_forward_shapes_and_rest_joints(body):
     rng = np.random.default_rng(0)
     out = body.forward(rng.normal(0, 0.3, (t, 3)), rng.normal(0, 0.3, (t, 69)), rng.normal(0, 1, (t, 3)))
     assert out.vertices.shape == (t, body.num_vertices, 3) and out.vertices.dtype == np.float32
-    assert out.joints.shape == (t, 24, 3)
+    assert out.joints.shape == (t, 24, 3) and out.body == "proxy-smpl"
     rest = body.forward(np.zeros((1, 3)), np.zeros((1, 69)), np.zeros((1, 3)))
     np.testing.assert_allclose(rest.joints[0], REST_JOINTS, atol=1e-5)
 

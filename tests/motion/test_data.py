@@ -11,7 +11,7 @@ pytest.importorskip("smplx")
 pytest.importorskip("pybullet")
 
 from domains.motion.data import deepmimic as dm  # noqa: E402
-from domains.motion.data.amass import Z_UP_TO_Y_UP, load_amass  # noqa: E402
+from domains.motion.data.amass import Z_UP_TO_Y_UP, load_amass, to_smplx_inputs  # noqa: E402
 from domains.motion.data.representation import FRAME_FEATURES, canonicalize, decode, encode, heading, mirror  # noqa: E402
 from domains.motion.data.windows import WindowConfig, build_windows, cache_windows, load_windows, split_segments  # noqa: E402
 from domains.motion.rotations import axis_angle_to_matrix  # noqa: E402
@@ -175,7 +175,7 @@ def test_windows_splits_cache_and_determinism(body, tmp_path):
         WindowConfig(min_frames=1)
 
 
-def test_amass_loader_on_a_written_file(tmp_path):
+def test_amass_loader_on_a_written_file(tmp_path, body):
     n, fps = 31, 60.0
     t = np.arange(n) / fps
     poses = np.zeros((n, 156))
@@ -191,6 +191,12 @@ def test_amass_loader_on_a_written_file(tmp_path):
     angle = np.arccos(np.clip((np.trace(m.local[:, joint_index("left_knee")], axis1=1, axis2=2) - 1) / 2, -1, 1))
     np.testing.assert_allclose(angle, np.linspace(0, 1.0, 11), atol=1e-6)
     np.testing.assert_allclose(m.local[:, joint_index("left_hand")], np.broadcast_to(np.eye(3), (11, 3, 3)))
+    posed = body.forward(**to_smplx_inputs(m, body.rest_joints[0]))
+    np.testing.assert_allclose(posed.joints[:, joint_index("pelvis")], m.root, atol=1e-5)
+    knee, ankle = joint_index("left_knee"), joint_index("left_ankle")
+    rest_shin = body.rest_joints[ankle] - body.rest_joints[knee]
+    expected = m.local[-1, 0] @ m.local[-1, joint_index("left_hip")] @ m.local[-1, knee] @ rest_shin
+    np.testing.assert_allclose(posed.joints[-1, ankle] - posed.joints[-1, knee], expected, atol=1e-5)
     np.savez(tmp_path / "bad.npz", poses=np.zeros((5, 10)), trans=np.zeros((5, 3)), mocap_framerate=30.0)
     with pytest.raises(ValueError, match=r"poses must be \[N, 72 \| 156 \| 165\]"):
         load_amass(tmp_path / "bad.npz")
