@@ -177,6 +177,17 @@ def format_metrics(stage: str, m: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_data(args):
+    from genneg.domain import get_domain
+
+    cfg = resolve_config(args.domain, args.preset, args.set, args.seed, "cpu", args.domain_path)
+    domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
+    if not hasattr(domain, "prepare_data"):
+        raise SystemExit(f"error: domain {cfg.domain!r} generates its data on the fly; nothing to prepare")
+    path = domain.prepare_data(workers=args.workers, progress=None if args.quiet else print)
+    print(f"data ready: {path}")
+
+
 def cmd_presets(args):
     from genneg.domain import get_domain
 
@@ -278,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run at the stage where it stopped")
     r.add_argument("--oracle", default=None, help="comma-separated oracle names to guide against (default: the domain's)")
     r.set_defaults(func=cmd_run)
+
+    da = sub.add_parser("data", help="generate and cache a domain's data for a preset (e.g. SUMO scenes)")
+    common(da)
+    da.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+    da.set_defaults(func=cmd_data)
 
     pr = sub.add_parser("presets", help="list a domain's presets")
     pr.add_argument("domain")

@@ -53,6 +53,10 @@ class Domain(Protocol):
 
     def plot(self, samples: Any, cond: Any, result: OracleResult | None, ax, title: str = "") -> None: ...
 
+    # Optional, found with hasattr:
+    #   prepare_data(*, workers, progress) -> Path       `genneg data`: generate and cache the preset's data
+    #   penalty(x0, cond) -> Tensor [B]                   a differentiable distance to validity (penalty baseline)
+
 
 _REGISTRY: dict[str, Callable[..., Domain]] = {}
 

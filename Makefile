@@ -1,0 +1,30 @@
+# Two set-up commands work on a fresh machine: `make demo` and `make test`. Both create .venv if missing and
+# install torch==2.13.0 (a CPU wheel is cached on our machines) first, then the project with all its extras.
+# The install is skipped while .venv/.installed is newer than pyproject.toml, so a second run starts at once.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+
+.PHONY: install demo test clean-demo
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[all]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/genneg run toy --preset default --seeds 1 --run-dir $(DEMO_DIR) --resume
+
+test: install
+	$(PY) -m pytest -q
+
+clean-demo:
+	rm -rf $(DEMO_DIR)
