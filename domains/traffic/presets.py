@@ -1,0 +1,56 @@
+"""Run presets of the traffic domain: ``tiny`` (tests, ~2 min on 2 CPU cores), ``demo`` (<= 15 min on 2 CPU cores,
+data generation included), ``paper`` (12 vehicles, larger network and budgets, for a GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from genneg.config import EvalConfig, GenNegConfig, RunConfig, SamplerConfig
+from genneg.training import TrainConfig
+
+__all__ = ["traffic_presets"]
+
+
+def traffic_presets() -> dict[str, RunConfig]:
+    demo = RunConfig(
+        domain="traffic",
+        preset="demo",
+        data={"preset": "demo", "map_lines": 16, "map_points": 10},
+        net={"width": 64, "depth": 2, "heads": 4},
+        classifier_net={"width": 64, "depth": 2, "heads": 4},
+        base=TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=100, checkpoint_every=500, ema_decay=0.995),
+        classifier=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.99, checkpoint_every=300),
+        distil=TrainConfig(steps=800, batch_size=64, lr=5e-4, warmup=50, ema_decay=0.99, checkpoint_every=400),
+        sampler=SamplerConfig(steps=16, batch_size=512),
+        # guidance_sigma_min stays 0: with a collapsed classifier (auto window 0) a positive lower edge makes the
+        # engine build an inverted σ window and raise
+        genneg=GenNegConfig(rounds=2, samples_per_round=2000, distil_samples=2000, penalty_weight=1.0),
+        eval=EvalConfig(num_samples=1000, num_nll=300, nll_sigmas=8),
+    )
+    tiny = replace(
+        demo,
+        preset="tiny",
+        data={"preset": "tiny", "map_lines": 8, "map_points": 6},
+        net={"width": 32, "depth": 1, "heads": 2},
+        classifier_net={"width": 32, "depth": 1, "heads": 2},
+        base=replace(demo.base, steps=250, checkpoint_every=0),
+        classifier=replace(demo.classifier, steps=80, checkpoint_every=0),
+        distil=replace(demo.distil, steps=80, checkpoint_every=0),
+        sampler=SamplerConfig(steps=8, batch_size=512),
+        genneg=replace(demo.genneg, samples_per_round=256, distil_samples=256),
+        eval=EvalConfig(num_samples=256, num_nll=64, nll_sigmas=4),
+    )
+    paper = replace(
+        demo,
+        preset="paper",
+        data={"preset": "demo", "map_lines": 32, "map_points": 20},
+        net={"width": 256, "depth": 6, "heads": 8},
+        classifier_net={"width": 256, "depth": 4, "heads": 8},
+        base=TrainConfig(steps=100_000, batch_size=512, lr=3e-4, warmup=2000, checkpoint_every=5000),
+        classifier=TrainConfig(steps=20_000, batch_size=512, lr=3e-4, warmup=500, ema_decay=0.999),
+        distil=TrainConfig(steps=30_000, batch_size=512, lr=1e-4, warmup=500, checkpoint_every=5000),
+        sampler=SamplerConfig(steps=32, batch_size=4096),
+        genneg=replace(demo.genneg, samples_per_round=50_000, distil_samples=50_000),
+        eval=EvalConfig(num_samples=20_000, num_nll=2000, nll_sigmas=32),
+    )
+    return {"tiny": tiny, "demo": demo, "paper": paper}
