@@ -1,0 +1,235 @@
+"""The motion domain: real mocap windows (DeepMimic clips on SMPL-24), an MDM-style transformer, physics oracles.
+
+``x0`` is a window of frame features ``[B, T, 147]`` (canonical pelvis position + 24 local rotations in 6D,
+``data.representation``), normalised per feature with the train split's mean and standard deviation over defined
+frames; padded frames are 0. ``cond`` is a dict of tensors: ``label`` int64 ``[B]`` (the clip/action) and
+``defined`` bool ``[B, T]`` (the frame mask, which the engine uses in the loss and the NLL bound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from genneg.config import RunConfig
+from genneg.domain import validate_x0
+from genneg.oracle import Oracle, all_of, get_oracle
+
+from .data.representation import FRAME_FEATURES, ROOT_FEATURES
+from .data.windows import SPLITS, WindowConfig, cache_windows, load_windows
+from .kinematics import SkinnedBody, sixd_to_matrix
+from .net import MotionTransformer
+from .skeleton import NUM_JOINTS, TOE_JOINTS, joint_index
+
+__all__ = ["MotionDomain", "make_domain", "STD_FLOOR"]
+
+STD_FLOOR = 1e-3  # features that vary less than this on the train split are constant: they normalise to 0
+_POSE_FRAMES = 4096  # frames posed per chunk in decode (bounds memory: chunk x V x 12 floats)
+_METRIC_WINDOWS = 32  # windows per chunk for the full-mesh PhysDiff metrics
+
+
+def make_domain(**data_kwargs) -> "MotionDomain":
+    """The motion domain; ``data_kwargs`` are ``WindowConfig`` fields plus ``model`` and ``cache_dir``."""
+    return MotionDomain(**data_kwargs)
+
+
+class MotionDomain:
+    """Human motion windows posed on an SMPL body (the proxy unless ``model`` / ``GENNEG_SMPL_MODEL`` says otherwise).
+
+    Args:
+        model: SMPL model file (``body.load_body``); None = ``$GENNEG_SMPL_MODEL`` or the proxy body.
+        cache_dir: where the body and the windows are cached (default ``$GENNEG_CACHE`` or ``~/.cache/genneg``).
+        **windows: ``WindowConfig`` fields (``window``, ``stride``, ``clips``, ``mirror``, ...).
+    """
+
+    name = "motion"
+
+    def __init__(self, model: str | None = None, cache_dir: str | None = None, **windows):
+        self.windows = WindowConfig(**windows)
+        self.model, self.cache_dir = model, cache_dir
+        self.frames, self.fps = self.windows.window, float(self.windows.fps)
+
+    # --------------------------------------------------------------------------------------------- data
+    @cached_property
+    def body(self):
+        from .body import load_body
+
+        return load_body(self.model, cache_dir=self.cache_dir)
+
+    @cached_property
+    def skinned(self) -> SkinnedBody:
+        return SkinnedBody(self.body)
+
+    def prepare_data(self, *, workers: int = 1, progress=None) -> Path:
+        """`genneg data motion`: builds and caches the windows (``workers`` is unused: it takes seconds)."""
+        return cache_windows(self.windows, self.body, self.cache_dir, callback=progress)
+
+    @cached_property
+    def data(self) -> dict[str, np.ndarray]:
+        """Every window (``windows.build_windows`` layout), read from the cache."""
+        return load_windows(self.prepare_data())
+
+    @cached_property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self.data["label_names"])
+
+    def _split(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+        idx = np.flatnonzero(self.data["split"] == split)
+        if len(idx) == 0:
+            raise ValueError(f"the {split!r} split holds no windows (config {asdict(self.windows)})")
+        return idx
+
+    @cached_property
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and std [147] over the defined frames of the train split."""
+        idx = self._split("train")
+        frames = self.data["features"][idx][self.data["mask"][idx]].astype(np.float64)
+        mean, std = frames.mean(0), frames.std(0)
+        return mean.astype(np.float32), np.where(std < STD_FLOOR, 1.0, std).astype(np.float32)
+
+    def normalise(self, features: np.ndarray, defined: np.ndarray) -> Tensor:
+        """Physical features [B, T, 147] -> x0 [B, T, 147] (padded frames 0)."""
+        mean, std = self.stats
+        return torch.as_tensor((features - mean) / std * defined[..., None], dtype=torch.float32)
+
+    def physical(self, x0: Tensor) -> Tensor:
+        """x0 [B, T, 147] -> physical features (metres, 6D rotations), differentiable."""
+        mean, std = (torch.as_tensor(a, device=x0.device, dtype=x0.dtype) for a in self.stats)
+        return x0 * std + mean
+
+    def dataset(self, split: str) -> tuple[Tensor, dict]:
+        idx = self._split(split)
+        defined = self.data["mask"][idx]
+        cond = {"label": torch.as_tensor(self.data["label"][idx], dtype=torch.long),
+                "defined": torch.as_tensor(defined)}  # fmt: skip
+        return self.normalise(self.data["features"][idx], defined), cond
+
+    @cached_property
+    def sigma_data(self) -> float:
+        x0, cond = self.dataset("train")
+        return float(np.round(x0[cond["defined"]].std().item(), 3))
+
+    def conditions(self, n: int, split: str = "test", seed: int = 0) -> dict:
+        """``n`` (label, frame mask) pairs drawn with replacement from the split's windows, deterministic by seed."""
+        idx = self._split(split)
+        pick = idx[np.random.default_rng([seed, SPLITS.index(split)]).integers(0, len(idx), n)]
+        return {"label": torch.as_tensor(self.data["label"][pick], dtype=torch.long),
+                "defined": torch.as_tensor(self.data["mask"][pick])}  # fmt: skip
+
+    def sample_shape(self, cond, n: int) -> tuple[int, ...]:
+        return (n, self.frames, FRAME_FEATURES)
+
+    # --------------------------------------------------------------------------------------------- posing
+    def pose(self, features: Tensor, vertex_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Physical features [..., 147] -> vertices [..., V', 3] and joints [..., 24, 3] (metres, Y up)."""
+        rot = sixd_to_matrix(features[..., ROOT_FEATURES:].unflatten(-1, (NUM_JOINTS, 6)))
+        return self.skinned.pose(rot, features[..., :ROOT_FEATURES], vertex_ids)
+
+    @torch.no_grad()
+    def decode(self, x0: Tensor, cond: dict) -> dict[str, np.ndarray]:
+        """Normalised windows -> what the motion oracles, plots and exports need (numpy, metres, Y up).
+
+        Returns:
+            ``features`` [B, T, 147] physical; ``joints`` [B, T, 24, 3]; ``toes`` [B, T, 2, 3]; ``vertices``
+            [B, T, 1, 3], the *lowest* vertex of each frame (all the floor oracles read; storing full meshes of
+            thousands of windows would cost gigabytes); ``defined`` [B, T]; ``label`` [B]; and the full-mesh
+            PhysDiff metrics ``penetrate_mm``, ``float_mm``, ``skate_mm`` and the GMD ``skating_ratio``, [B] each.
+            Padded frames are zeros.
+        """
+        validate_x0(x0, (self.frames, FRAME_FEATURES))
+        defined = cond["defined"].cpu().numpy().astype(bool)
+        feats = self.physical(x0.detach().cpu().float()) * torch.as_tensor(defined)[..., None]
+        flat = feats[torch.as_tensor(defined)]  # [n, 147] defined frames only
+        lowest, joints = [], []
+        for s in range(0, flat.shape[0], _POSE_FRAMES):
+            v, j = self.pose(flat[s : s + _POSE_FRAMES])
+            lowest.append(v.gather(1, v[..., 1].argmin(1)[:, None, None].expand(-1, 1, 3)))
+            joints.append(j)
+        b, t = defined.shape
+        out_v, out_j = np.zeros((b, t, 1, 3), np.float32), np.zeros((b, t, NUM_JOINTS, 3), np.float32)
+        out_v[defined], out_j[defined] = torch.cat(lowest).numpy(), torch.cat(joints).numpy()
+        samples = {"features": feats.numpy(), "joints": out_j, "toes": out_j[:, :, [joint_index(n) for n in TOE_JOINTS]],
+                   "vertices": out_v, "defined": defined, "label": cond["label"].cpu().numpy()}  # fmt: skip
+        samples.update(self.mesh_metrics(feats, defined))
+        return samples
+
+    def mesh_metrics(self, feats: Tensor, defined: np.ndarray) -> dict[str, np.ndarray]:
+        """PhysDiff Penetrate / Float / Skate (mm) on the full mesh and the GMD skating ratio, [B] each."""
+        from oracles.motion import physdiff_metrics, skating_ratio
+
+        parts = []
+        for s in range(0, feats.shape[0], _METRIC_WINDOWS):
+            d = defined[s : s + _METRIC_WINDOWS]
+            t = int(d.any(0).nonzero()[0].max()) + 1  # frames up to the chunk's last defined one
+            v, j = self.pose(feats[s : s + _METRIC_WINDOWS, :t])
+            m = physdiff_metrics(v.numpy(), self.fps, d[:, :t])
+            m["skating_ratio"] = skating_ratio(j[:, :, [joint_index(n) for n in TOE_JOINTS]].numpy(), self.fps, d[:, :t])
+            parts.append(m)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    # --------------------------------------------------------------------------------------------- oracle, penalty
+    def oracle(self, names: list[str] | None = None) -> Oracle:
+        """The calibrated motion oracle (penetration, skating, float), or registered motion oracles by name.
+
+        Names are looked up as ``motion:<name>`` first (``penetration``, ``skating``, ``float``, ``physical``).
+        """
+        from oracles.motion import motion_oracle
+
+        if self.fps != 20.0:
+            raise ValueError(f"the motion oracles are calibrated at 20 fps; this domain's windows are at {self.fps}")
+        if not names or list(names) in (["motion"], ["physical"]):
+            return motion_oracle()
+        return all_of(*[get_oracle(n, domain=self.name) for n in names], name="+".join(names))
+
+    @cached_property
+    def contact_vertices(self) -> Tensor:
+        """Vertex ids [K] that are the lowest of some real train frame: the penalty's cheap stand-in for the mesh."""
+        idx = self._split("train")
+        frames = torch.as_tensor(self.data["features"][idx][self.data["mask"][idx]])
+        with torch.no_grad():
+            v, _ = self.pose(frames)
+        return torch.unique(v[..., 1].argmin(1))
+
+    def penalty(self, x0: Tensor, cond: dict) -> Tensor:
+        """Differentiable distance to physical validity ``[B]`` (metres, summed over defined frames).
+
+        Depth of the lowest contact vertex below the floor in every frame, plus the horizontal displacement of each
+        toe joint between adjacent frames weighted by a soft "near the floor" gate (height < 5 cm, the GMD rule's).
+        """
+        from oracles.motion import GMD_HEIGHT_M
+
+        defined = cond["defined"].to(x0.device, x0.dtype)
+        v, j = self.pose(self.physical(x0), self.contact_vertices.to(x0.device))
+        depth = torch.relu(-v[..., 1].min(-1).values)  # [B, T]
+        toes = j[:, :, [joint_index(n) for n in TOE_JOINTS]]  # [B, T, 2, 3]
+        step = (toes[:, 1:, :, [0, 2]] - toes[:, :-1, :, [0, 2]]).norm(dim=-1)  # [B, T-1, 2]
+        near = torch.sigmoid((GMD_HEIGHT_M - torch.maximum(toes[:, 1:, :, 1], toes[:, :-1, :, 1])) / 0.01)
+        pairs = defined[:, 1:] * defined[:, :-1]
+        return (depth * defined).sum(1) + ((step * near).sum(-1) * pairs).sum(1)
+
+    # --------------------------------------------------------------------------------------------- nets, plots
+    def _net(self, cfg: dict, classifier: bool) -> MotionTransformer:
+        return MotionTransformer(FRAME_FEATURES, self.frames, len(self.label_names), classifier=classifier, **cfg)
+
+    def make_denoiser_net(self, cfg: dict) -> MotionTransformer:
+        return self._net(cfg, classifier=False)
+
+    def make_classifier_net(self, cfg: dict) -> MotionTransformer:
+        return self._net({**cfg, "label_dropout": 0.0}, classifier=True)
+
+    def plot(self, samples, cond, result, ax, title: str = "") -> None:
+        from .plot import plot_lowest_heights
+
+        plot_lowest_heights(samples, result, ax, title, fps=self.fps)
+
+    def presets(self) -> dict[str, RunConfig]:
+        from .presets import motion_presets
+
+        return motion_presets()

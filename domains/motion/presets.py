@@ -1,0 +1,55 @@
+"""Named run presets of the motion domain: ``tiny`` (tests, ~1-2 min on 2 CPU cores), ``demo`` (<= 15 min on 2 CPU
+cores), ``paper`` (MDM-sized, for a GPU)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from genneg.config import EvalConfig, GenNegConfig, RunConfig, SamplerConfig
+from genneg.training import TrainConfig
+
+__all__ = ["motion_presets"]
+
+
+def motion_presets() -> dict[str, RunConfig]:
+    """``{name: RunConfig}``; ``data`` holds ``WindowConfig`` fields (+ ``model``, ``cache_dir``)."""
+    demo = RunConfig(
+        domain="motion",
+        preset="demo",
+        data={"stride": 2},
+        net={"width": 128, "depth": 4, "heads": 4, "ff": 256, "label_dropout": 0.1},
+        classifier_net={"width": 64, "depth": 2, "heads": 4, "ff": 128},
+        base=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup=200, checkpoint_every=500),
+        classifier=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.99, checkpoint_every=0),
+        distil=TrainConfig(steps=800, batch_size=64, lr=3e-4, warmup=50, checkpoint_every=0),
+        sampler=SamplerConfig(steps=16, batch_size=512),
+        genneg=GenNegConfig(rounds=2, samples_per_round=1024, distil_samples=1024, classifier_sigma_max=80.0),
+        eval=EvalConfig(num_samples=512, num_nll=30, nll_sigmas=32),
+    )
+    tiny = replace(
+        demo,
+        preset="tiny",
+        data={},
+        net={"width": 64, "depth": 2, "heads": 4, "ff": 128, "label_dropout": 0.1},
+        classifier_net={"width": 32, "depth": 1, "heads": 2, "ff": 64},
+        base=replace(demo.base, steps=300, batch_size=32, warmup=30, checkpoint_every=100),
+        classifier=replace(demo.classifier, steps=100, batch_size=32, warmup=10),
+        distil=replace(demo.distil, steps=100, batch_size=32, warmup=10),
+        sampler=SamplerConfig(steps=8, batch_size=256),
+        genneg=replace(demo.genneg, samples_per_round=192, distil_samples=192),
+        eval=EvalConfig(num_samples=192, num_nll=30, nll_sigmas=8),
+    )
+    paper = replace(
+        demo,
+        preset="paper",
+        data={"stride": 1},
+        net={"width": 512, "depth": 8, "heads": 4, "ff": 1024, "label_dropout": 0.1, "dropout": 0.1},
+        classifier_net={"width": 256, "depth": 4, "heads": 4, "ff": 512},
+        base=TrainConfig(steps=100_000, batch_size=256, lr=2e-4, warmup=1000, checkpoint_every=5000),
+        classifier=TrainConfig(steps=10_000, batch_size=256, lr=2e-4, warmup=500, ema_decay=0.999),
+        distil=TrainConfig(steps=20_000, batch_size=256, lr=1e-4, warmup=500, checkpoint_every=5000),
+        sampler=SamplerConfig(steps=32, batch_size=2048),
+        genneg=GenNegConfig(rounds=2, samples_per_round=20_000, distil_samples=20_000),
+        eval=EvalConfig(num_samples=10_000, num_nll=30, nll_sigmas=64),
+    )
+    return {"tiny": tiny, "demo": demo, "paper": paper, "default": replace(demo, preset="default")}
