@@ -95,7 +95,8 @@ def load_amass(path: str | Path, fps: float = 20.0, pelvis_rest: np.ndarray | No
     root = (np.asarray(data["trans"], float) + offset) @ Z_UP_TO_Y_UP.T
     src_fps = float(data["mocap_framerate"])
     times = np.arange(n) / src_fps
-    new_times = np.arange(0.0, times[-1] + 1e-9, 1.0 / fps)
+    # arange can overshoot the last time by an ulp (e.g. 12 * 0.05 > 0.6), which Slerp rejects: clip it
+    new_times = np.minimum(np.arange(0.0, times[-1] + 1e-9, 1.0 / fps), times[-1])
     root, local = _resample(times, root, local, new_times)
     gender = str(data["gender"]) if "gender" in data else "neutral"
     return AmassMotion(root, local, np.asarray(data.get("betas", np.zeros(0)), float), fps, gender)

@@ -1,0 +1,116 @@
+"""Motion domain: torch kinematics vs smplx, the transformer's shapes and masks, the Domain contract, decode, penalty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("smplx")
+pytest.importorskip("pybullet")
+
+
+@pytest.fixture(scope="module")
+def domain(cache_dir, body):
+    from domains.motion import make_domain
+
+    return make_domain(cache_dir=str(cache_dir))
+
+
+def test_skinned_body_matches_smplx(domain, body):
+    from domains.motion.calibration import pose_features
+
+    feats, mask = domain.data["features"][:6], domain.data["mask"][:6]
+    ref = pose_features(feats, mask, body)
+    v, j = domain.pose(torch.as_tensor(feats))
+    assert np.abs(v.numpy()[mask] - ref["vertices"][mask]).max() < 1e-4
+    assert np.abs(j.numpy()[mask] - ref["joints"][mask]).max() < 1e-4
+
+
+def _net(classifier=False, **kw):
+    from domains.motion.net import MotionTransformer
+
+    net = MotionTransformer(147, 12, 5, width=32, depth=2, heads=4, ff=64, classifier=classifier, **kw)
+    torch.nn.init.normal_(net.out.weight)  # the zero init would hide everything
+    return net.eval()
+
+
+def test_net_shapes_and_padding_isolated():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 12, 147, generator=g)
+    defined = torch.ones(3, 12, dtype=torch.bool)
+    defined[0, 7:] = False
+    cond = {"label": torch.tensor([0, 4, 2]), "defined": defined}
+    garbage = x.clone()
+    garbage[0, 7:] = 50.0
+    for classifier in (False, True):
+        net = _net(classifier)
+        out, out2 = net(x, torch.zeros(3), cond), net(garbage, torch.zeros(3), cond)
+        assert out.shape == ((3,) if classifier else (3, 12, 147))
+        assert torch.allclose(out, out2, atol=1e-5)  # padded frames never reach defined outputs
+        if not classifier:
+            assert (out[0, 7:] == 0).all() and out[0, :7].abs().sum() > 0
+
+
+def test_net_uses_label_sigma_and_checks_inputs():
+    net = _net()
+    x = torch.randn(2, 12, 147)
+    a = net(x, torch.zeros(2), {"label": torch.tensor([0, 0])})
+    assert not torch.allclose(a, net(x, torch.zeros(2), {"label": torch.tensor([1, 1])}))
+    assert not torch.allclose(a, net(x, torch.ones(2), {"label": torch.tensor([0, 0])}))
+    assert torch.equal(net(x, torch.zeros(2), None), net(x, torch.zeros(2), {"label": torch.tensor([5, 5])}))
+    with pytest.raises(ValueError, match="label"):
+        net(x, torch.zeros(2), {"label": torch.tensor([0, 9])})
+    with pytest.raises(ValueError, match="defined"):
+        net(x, torch.zeros(2), {"defined": torch.ones(2, 5, dtype=torch.bool)})
+    dropping = _net(label_dropout=0.99).train()
+    torch.manual_seed(0)
+    assert torch.allclose(dropping(x, torch.zeros(2), {"label": torch.tensor([0, 0])}),
+                          dropping(x, torch.zeros(2), None), atol=1e-6)  # fmt: skip
+
+
+def test_domain_contract_and_data(domain):
+    from genneg.domain import Domain
+
+    assert isinstance(domain, Domain) and {"tiny", "demo", "paper"} <= set(domain.presets())
+    x0, cond = domain.dataset("train")
+    d = cond["defined"]
+    assert x0.shape[1:] == (40, 147) and cond["label"].dtype == torch.int64
+    assert (x0[~d] == 0).all() and x0[d].mean(0).abs().max() < 1e-4 and x0[d].std(0).max() < 1.01
+    assert 0.5 < domain.sigma_data <= 1.0
+    c1, c2 = domain.conditions(50, "test", 7), domain.conditions(50, "test", 7)
+    assert torch.equal(c1["label"], c2["label"]) and torch.equal(c1["defined"], c2["defined"])
+    test_x0, test_cond = domain.dataset("test")
+    assert set(c1["label"].tolist()) <= set(test_cond["label"].tolist())
+    assert domain.sample_shape(c1, 50) == (50, 40, 147)
+    with pytest.raises(ValueError, match="split"):
+        domain.conditions(3, "holdout", 0)
+
+
+def test_decode_real_windows_pass_and_sunk_copy_fails(domain):
+    x0, cond = domain.dataset("val")
+    s = domain.decode(x0, cond)
+    oracle = domain.oracle()
+    assert oracle(s, cond).valid.all()
+    d = cond["defined"].numpy()
+    v, _ = domain.pose(torch.as_tensor(s["features"]))
+    assert np.allclose(s["vertices"][..., 0, 1][d], v.numpy()[..., 1].min(-1)[d], atol=1e-6)
+    assert (s["penetrate_mm"] < 5).all() and s["skating_ratio"].shape == (len(x0),)
+    sunk = s["features"].copy()
+    sunk[..., 1] -= 1.0  # a metre down: even airborne frames of a flip go through the floor
+    s2 = domain.decode(domain.normalise(sunk, d), cond)
+    r2 = oracle(s2, cond)
+    assert not r2.valid.any() and r2.reasons["penetration"].all()
+    assert list(domain.oracle(["penetration"])(s2, cond).reasons) == ["penetration"]
+
+
+def test_penalty_is_differentiable_and_grows_when_sunk(domain):
+    x0, cond = domain.dataset("val")
+    feats = domain.physical(x0).detach().numpy()
+    feats[..., 1] -= 0.2
+    sunk = domain.normalise(feats, cond["defined"].numpy()).requires_grad_(True)
+    p_sunk, p_real = domain.penalty(sunk, cond), domain.penalty(x0, cond)
+    assert p_sunk.shape == (len(x0),) and (p_sunk > p_real + 0.1).all()
+    p_sunk.sum().backward()
+    grad = sunk.grad.view(len(x0), 40, 147)
+    assert grad[..., 1][cond["defined"]].lt(0).any() and (grad[~cond["defined"]] == 0).all()
