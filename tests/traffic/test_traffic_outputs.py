@@ -1,0 +1,87 @@
+"""Scene figures, JSON export (world frame round trip) and the SUMO hand-off of generated scenes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+
+from domains.traffic.export import read_scenes_json, scenes_to_dict, to_world, write_scenes_json  # noqa: E402
+from domains.traffic.handoff import simulate_scene, sumo_pose  # noqa: E402
+from domains.traffic.map import to_scene_frame  # noqa: E402
+from domains.traffic.plot import INVALID, VALID  # noqa: E402
+
+
+def _scene_with(domain, k):
+    x0, cond = domain.dataset("test")
+    i = int(np.flatnonzero(cond["defined"].sum(1).numpy() >= k)[0])
+    return x0[i : i + 1].clone(), {key: v[i : i + 1] for key, v in cond.items()}
+
+
+def test_plot_marks_infracting_boxes_red(tiny_domain):
+    x0, cond = _scene_with(tiny_domain, 3)
+    x0[0, 1, :4] = x0[0, 0, :4]  # vehicles 0 and 1 collide; the others are fine
+    samples = tiny_domain.decode(x0, cond)
+    result = tiny_domain.oracle()(samples)
+    fig, ax = plt.subplots()
+    tiny_domain.plot(samples, None, result, ax, title="stage")
+    boxes = [p for p in ax.patches if p.get_zorder() == 2]
+    colours = [to_hex(p.get_facecolor()[:3]) for p in boxes]
+    n = int(cond["defined"].sum())
+    assert len(boxes) == n and colours[:2] == [INVALID, INVALID] and set(colours[2:]) == {VALID}
+    assert any(p.get_zorder() == 0 for p in ax.patches)  # the drivable area is drawn
+    assert "invalid 100.0%" in ax.get_title() and "collision 100.0%" in ax.get_title()
+    plt.close(fig)
+
+
+def test_to_world_inverts_the_scene_frame():
+    rng = np.random.default_rng(0)
+    origin = np.array([[120.0, -40.0, 0.7]])
+    boxes = np.concatenate([rng.uniform(-40, 40, (1, 4, 2)), rng.uniform(-3, 3, (1, 4, 1)), np.full((1, 4, 2), 4.0)], -1)
+    world = to_world(boxes, origin)
+    np.testing.assert_allclose(to_scene_frame(world[0, :, :2], origin[0, :2], origin[0, 2]), boxes[0, :, :2], atol=1e-9)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (world[..., 2] - boxes[..., 2] - 0.7))), 0.0, atol=1e-12)
+
+
+def test_json_export_round_trip(tiny_domain, tmp_path):
+    x0, cond = tiny_domain.dataset("test")
+    samples = tiny_domain.decode(x0[:3], {k: v[:3] for k, v in cond.items()})
+    flags = tiny_domain.oracle().per_vehicle(samples)
+    record = scenes_to_dict(samples, tiny_domain.table, flags)
+    back = read_scenes_json(write_scenes_json(tmp_path / "scenes.json", record))
+    assert back == record and len(back["scenes"]) == 3
+    first = back["scenes"][0]
+    assert len(first["vehicles"]) == int(samples["defined"][0].sum())
+    assert first["vehicles"][0]["collision"] is False and first["network_file"].endswith(".net.xml")
+    centre = first["vehicles"][0]["world"]  # the centre vehicle sits at the scene origin
+    np.testing.assert_allclose([centre["x"], centre["y"]], first["origin"][:2], atol=1e-3)
+    (tmp_path / "bad.json").write_text('{"format": 0}')
+    with pytest.raises(ValueError, match="not a genneg traffic scene file"):
+        read_scenes_json(tmp_path / "bad.json")
+
+
+def test_sumo_pose_is_front_bumper_and_compass_angle():
+    np.testing.assert_allclose(sumo_pose([0.0, 0.0, 0.0, 4.0, 2.0]), [2.0, 0.0, 90.0], atol=1e-12)
+    np.testing.assert_allclose(sumo_pose([1.0, 1.0, np.pi / 2, 4.0, 2.0]), [1.0, 3.0, 0.0], atol=1e-12)
+
+
+def test_sumo_handoff_valid_scene_runs_clean_and_a_crash_is_reported(tiny_domain):
+    pytest.importorskip("libsumo")
+    x0, cond = _scene_with(tiny_domain, 2)
+    samples = tiny_domain.decode(x0, cond)
+    scene = scenes_to_dict(samples, tiny_domain.table)["scenes"][0]
+    world = np.array([[v["world"][f] for f in ("x", "y", "yaw", "length", "width")] for v in scene["vehicles"]])
+    ok = simulate_scene(scene["network_file"], world, seconds=3.0)
+    assert len(ok["placed"]) == len(world) and not ok["not_placed"]
+    assert max(ok["placement_error"].values()) < 2.0  # placed where asked (one 0.1 s step of motion allowed)
+    assert not ok["collisions"] and not ok["teleports"]
+    crash = world.copy()
+    crash[1] = crash[0]
+    bad = simulate_scene(scene["network_file"], crash, seconds=1.0)
+    assert {"v0", "v1"} <= set(bad["colliding_vehicles"])
+    with pytest.raises(FileNotFoundError):
+        simulate_scene("missing.net.xml", world)
