@@ -17,14 +17,14 @@ def motion_presets() -> dict[str, RunConfig]:
         domain="motion",
         preset="demo",
         data={"stride": 2},
-        net={"width": 128, "depth": 4, "heads": 4, "ff": 256, "label_dropout": 0.1},
+        net={"width": 96, "depth": 3, "heads": 4, "ff": 192, "label_dropout": 0.1},  # ~0.13 s/step on 1 core
         classifier_net={"width": 64, "depth": 2, "heads": 4, "ff": 128},
-        base=TrainConfig(steps=4000, batch_size=64, lr=1e-3, warmup=200, checkpoint_every=500),
-        classifier=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.99, checkpoint_every=0),
-        distil=TrainConfig(steps=800, batch_size=64, lr=3e-4, warmup=50, checkpoint_every=0),
-        sampler=SamplerConfig(steps=16, batch_size=512),
-        genneg=GenNegConfig(rounds=2, samples_per_round=1024, distil_samples=1024, classifier_sigma_max=80.0),
-        eval=EvalConfig(num_samples=512, num_nll=30, nll_sigmas=32),
+        base=TrainConfig(steps=2500, batch_size=32, lr=1e-3, warmup=200, checkpoint_every=500),
+        classifier=TrainConfig(steps=400, batch_size=64, lr=1e-3, warmup=50, ema_decay=0.99, checkpoint_every=0),
+        distil=TrainConfig(steps=500, batch_size=32, lr=3e-4, warmup=50, checkpoint_every=0),
+        sampler=SamplerConfig(steps=12, batch_size=512),
+        genneg=GenNegConfig(rounds=2, samples_per_round=512, distil_samples=512),
+        eval=EvalConfig(num_samples=384, num_nll=30, nll_sigmas=16),
     )
     tiny = replace(
         demo,
