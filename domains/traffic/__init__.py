@@ -54,13 +54,16 @@ class TrafficDomain:
         map_lines, map_points: lane pieces and points per piece the model sees (nearest first; subsampled from the
             stored crop).
         scene: overrides of ``SceneConfig`` (e.g. ``{"max_vehicles": 8}``), which change the data's cache key.
+        max_vehicles: keep only the K vehicle slots nearest each scene's centre vehicle (stored scenes are sorted by
+            distance, so this is the K-nearest scene, still valid); None keeps the stored N. Same cache as N.
     """
 
     name = "traffic"
     sigma_data = SIGMA_DATA
 
     def __init__(self, preset: str = "demo", data_dir: str | os.PathLike | None = None, seed: int = 0,
-                 workers: int = 2, map_lines: int = 16, map_points: int = 10, scene: dict | None = None):
+                 workers: int = 2, map_lines: int = 16, map_points: int = 10, scene: dict | None = None,
+                 max_vehicles: int | None = None):
         from .data import SceneConfig, sumo_preset
 
         self.data_cfg = sumo_preset(preset, seed=seed, workers=workers, scene=SceneConfig(**(scene or {})))
@@ -69,7 +72,10 @@ class TrafficDomain:
                              f"[2, {self.data_cfg.scene.map_points}], got {map_lines}, {map_points}")
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_cache()
         self.map_lines, self.map_points = map_lines, map_points
-        self.max_vehicles = self.data_cfg.scene.max_vehicles
+        stored = self.data_cfg.scene.max_vehicles
+        if max_vehicles is not None and not 1 <= max_vehicles <= stored:
+            raise ValueError(f"max_vehicles must be in [1, {stored}] (the data's slots), got {max_vehicles}")
+        self.max_vehicles = stored if max_vehicles is None else max_vehicles
         self.tolerance = self.data_cfg.scene.offroad_tolerance
 
     # ---------------------------------------------------------------------------------------------- data
@@ -98,7 +104,8 @@ class TrafficDomain:
         files = {n["name"]: str(folder / n["network_file"]) if not os.path.isabs(n["network_file"])
                  else n["network_file"] for n in read_manifest(folder)["networks"]}
         cat = lambda k: np.concatenate([p[k] for p in parts])  # noqa: E731
-        return SceneTable(cat("boxes"), cat("defined"), cat("map_polylines"), cat("map_defined"), cat("drivable_area"),
+        k = self.max_vehicles
+        return SceneTable(cat("boxes")[:, :k], cat("defined")[:, :k], cat("map_polylines"), cat("map_defined"), cat("drivable_area"),
                           cat("origin"), cat("network_name"), {s: (int(sizes[i]), int(sizes[i + 1]))
                                                                for i, s in enumerate(SPLITS)}, files)
 

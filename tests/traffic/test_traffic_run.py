@@ -25,4 +25,4 @@ def test_genneg_run_tiny_end_to_end(tiny_data_dir, tmp_path):
     assert (run_dir / "report.md").read_text().count("\n| ") >= len(expected)
     assert (run_dir / "figures" / "samples.png").stat().st_size > 10_000
     z = np.load(run_dir / "seed0" / "samples_base.npz")
-    assert z["s_boxes"].shape[1:] == (12, 5) and z["s_scene"].dtype == np.int64
+    assert z["s_boxes"].shape[1:] == (4, 5) and z["s_scene"].dtype == np.int64

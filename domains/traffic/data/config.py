@@ -121,6 +121,9 @@ PRESETS = {
                  snapshots=20, snapshot_every=5.0, centres_per_snapshot=6),
     # a few thousand scenes; one real network is test-only
     "demo": dict(name="demo"),
+    # tens of thousands of scenes for a GPU run: more networks and snapshots, two real networks in training
+    "paper": dict(name="paper", generated=(40, 5, 5), snapshots=80, centres_per_snapshot=8,
+                  real=(("braunschweig", "train"), ("berlin_drt", "train"), ("a10kw", "val"), ("ingolstadt", "test"))),
 }
 
 
