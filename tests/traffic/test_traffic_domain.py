@@ -106,3 +106,18 @@ def test_penalty_zero_on_data_positive_on_infractions_and_descends(tiny_domain):
         assert torch.isfinite(x.grad).all()
         opt.step()
     assert tiny_domain.penalty(x, c).item() < 0.5 * start.item()
+
+
+def test_max_vehicles_keeps_the_nearest_slots(tiny_data_dir, tiny_domain):
+    from domains.traffic import TrafficDomain
+
+    small = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, max_vehicles=2, map_lines=8, map_points=6)
+    assert small.prepare_data() == tiny_domain.prepare_data()  # same cached data, no regeneration
+    x0, cond = small.dataset("train")
+    full, full_cond = tiny_domain.dataset("train")
+    assert x0.shape == (full.shape[0], 2, 6) and small.sample_shape(cond, 3) == (3, 2, 6)
+    torch.testing.assert_close(x0, full[:, :2])  # the centre vehicle and its nearest neighbour
+    torch.testing.assert_close(cond["defined"], full_cond["defined"][:, :2])
+    assert small.oracle()(small.decode(x0, cond)).valid.all()
+    with pytest.raises(ValueError, match="max_vehicles"):
+        TrafficDomain(preset="tiny", max_vehicles=13)
