@@ -26,8 +26,10 @@ def take(obj, idx):
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     if isinstance(obj, np.ndarray):
-        return obj[idx]
+        return obj if obj.ndim == 0 else obj[idx]  # 0-d arrays are per-batch scalars (e.g. fps)
     if isinstance(obj, torch.Tensor):
+        if obj.ndim == 0:
+            return obj
         return obj[torch.as_tensor(idx, device=obj.device)] if not isinstance(idx, slice) else obj[idx]
     if isinstance(obj, Mapping):
         return {k: take(v, idx) for k, v in obj.items()}

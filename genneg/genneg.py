@@ -24,7 +24,7 @@ from .generate import generate
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle, OracleResult, label
 from .stats import wilson_interval
-from .training import train
+from .training import seeded, train
 
 __all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier"]
 
@@ -47,9 +47,10 @@ class RoundResult:
                 "undefined": self.num_undefined, "skipped": self.skipped, "classifier": self.report}
 
 
-def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None) -> NoisyClassifier:
+def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None, seed: int = 0) -> NoisyClassifier:
     g = cfg.genneg
-    net = domain.make_classifier_net(dict(cfg.classifier_net))
+    with seeded(cfg.seed * 1000 + seed):
+        net = domain.make_classifier_net(dict(cfg.classifier_net))
     return NoisyClassifier(net, domain.sigma_data, fixed_sigma=fixed_sigma, sigma_min=g.classifier_sigma_min,
                            sigma_max=g.classifier_sigma_max).to(cfg.device)
 
@@ -109,7 +110,7 @@ def run_round(
     x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
     hold = _holdout_mask(len(keep), seed)
     use_is = g.importance_weights if importance is None else importance
-    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma)
+    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, seed=index)
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
     model = fit_classifier(model, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, np.flatnonzero(~hold)),
                            alpha=alpha if use_is else None, sigma_range=sigma_range, run_dir=run_dir,

@@ -8,13 +8,16 @@ from typing import Callable
 from .checkpoint import load_weights
 from .config import RunConfig
 from .diffusion import EDMPrecond, edm_loss
-from .training import train
+from .training import seeded, train
 
 __all__ = ["build_denoiser", "fit_base", "load_denoiser", "data_dict"]
 
 
 def build_denoiser(domain, cfg: RunConfig) -> EDMPrecond:
-    return EDMPrecond(domain.make_denoiser_net(dict(cfg.net)), sigma_data=domain.sigma_data).to(cfg.device)
+    """A freshly initialised denoiser; the initial weights are a function of ``cfg.seed`` alone."""
+    with seeded(cfg.seed):
+        net = domain.make_denoiser_net(dict(cfg.net))
+    return EDMPrecond(net, sigma_data=domain.sigma_data).to(cfg.device)
 
 
 def data_dict(x0, cond) -> dict:

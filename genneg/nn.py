@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SigmaEmbedding", "FourierFeatures", "ResidualMLP"]
+__all__ = ["SigmaEmbedding", "FourierFeatures", "ResidualMLP", "PointMLP"]
 
 
 class SigmaEmbedding(nn.Module):
@@ -71,3 +71,23 @@ class ResidualMLP(nn.Module):
         for block in self.blocks:
             h = block(h, emb)
         return self.out(h)
+
+
+class PointMLP(nn.Module):
+    """A network for flat vectors: Fourier features of x + σ-conditioned residual MLP.
+
+    ``forward(x_in [B, D], c_noise [B], cond=None) -> [B, out_dim]``, or ``[B]`` when out_dim is 1 (a classifier
+    logit). Plain MLPs on raw coordinates cannot represent sharp oracle boundaries; the features fix that.
+    """
+
+    def __init__(self, in_dim: int = 2, out_dim: int = 2, width: int = 256, depth: int = 4, num_freqs: int = 8,
+                 max_freq: float = 16.0):
+        super().__init__()
+        self.features = FourierFeatures(in_dim, num_freqs=num_freqs, max_freq=max_freq)
+        self.sigma_emb = SigmaEmbedding(128)
+        self.mlp = ResidualMLP(self.features.out_dim, out_dim, width=width, depth=depth, emb_dim=128)
+        self.out_dim = out_dim
+
+    def forward(self, x_in: Tensor, c_noise: Tensor, cond=None) -> Tensor:
+        out = self.mlp(self.features(x_in), self.sigma_emb(c_noise))
+        return out[:, 0] if self.out_dim == 1 else out

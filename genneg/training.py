@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 from .batch import batch_size_of, take, to_device
 from .checkpoint import load_state, save_state, save_weights
 
-__all__ = ["TrainConfig", "train", "TrainResult"]
+__all__ = ["TrainConfig", "train", "TrainResult", "seeded"]
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
 
@@ -72,6 +73,14 @@ class TrainConfig:
         return self.lr * warm
 
 
+@contextmanager
+def seeded(seed: int):
+    """Seeds torch's global generator inside the block (e.g. for weight initialisation), restoring it after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 @dataclass
 class TrainResult:
     model: nn.Module  # the EMA weights, in eval mode
@@ -119,6 +128,15 @@ def train(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     state_path = Path(run_dir) / f"{name}.state.pt" if run_dir else None
+    with seeded(cfg.seed):  # layers that draw from the global generator (dropout) get a seeded, checkpointed stream
+        step, loss_val = _loop(model, ema, opt, gen, loss_fn, data, n, device, cfg, state_path, resume, callback, name)
+    if run_dir is not None:
+        save_weights(Path(run_dir) / f"{name}.safetensors", ema, {"train": asdict(cfg), **(config_to_save or {})})
+        save_state(state_path, _snapshot(model, ema, opt, gen, step, cfg))
+    return TrainResult(ema, step, loss_val)
+
+
+def _loop(model, ema, opt, gen, loss_fn, data, n, device, cfg, state_path, resume, callback, name):
     step, loss_val = 0, float("nan")
     if resume and state_path is not None and state_path.exists():
         step = _restore(load_state(state_path), model, ema, opt, gen, cfg)
@@ -141,10 +159,7 @@ def train(
             callback({"step": step, "loss": loss_val, "lr": cfg.lr_at(step - 1), "grad_norm": float(gnorm)})
         if state_path is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save_state(state_path, _snapshot(model, ema, opt, gen, step, cfg))
-    if run_dir is not None:
-        save_weights(Path(run_dir) / f"{name}.safetensors", ema, {"train": asdict(cfg), **(config_to_save or {})})
-        save_state(state_path, _snapshot(model, ema, opt, gen, step, cfg))
-    return TrainResult(ema, step, loss_val)
+    return step, loss_val
 
 
 def _snapshot(model, ema, opt, gen, step, cfg) -> dict:
@@ -154,6 +169,7 @@ def _snapshot(model, ema, opt, gen, step, cfg) -> dict:
         "ema": ema.state_dict(),
         "opt": opt.state_dict(),
         "rng": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),  # dropout and other layers draw from the global generator
         "cfg": asdict(cfg),
     }
 
@@ -167,4 +183,6 @@ def _restore(state: dict, model, ema, opt, gen, cfg) -> int:
     ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["opt"])
     gen.set_state(state["rng"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
     return int(state["step"])

@@ -1,0 +1,106 @@
+"""The method on a Gaussian mixture with a half-plane oracle: α, rounds, trained classifiers, distillation, failures."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from genneg.classifier import NoisyClassifier, balanced_set, fit_classifier, importance_weights
+from genneg.diffusion import EDMPrecond
+from genneg.generate import generate
+from genneg.genneg import distil, run_round, stack
+from genneg.guidance import GuidanceTerm, guided
+from genneg.testing import GaussianMixtureDomain
+from genneg.training import TrainConfig
+
+
+
+def valid_rate(domain, denoiser, cfg, n=2000, seed=5):
+    x = generate(denoiser, domain.sample_shape, n, cfg.sampler, seed=seed)
+    return domain.plane.valid(x).double().mean().item(), x
+
+
+def test_importance_weight_formula():
+    y = torch.tensor([True, False, True, False])
+    assert importance_weights(y, 0.9).tolist() == pytest.approx([1.8, 0.2, 1.8, 0.2])
+    with pytest.raises(ValueError):
+        importance_weights(y, 1.0)
+    x, yb, _ = balanced_set(torch.arange(10.0)[:, None], torch.tensor([True] * 8 + [False] * 2))
+    assert len(yb) == 16 and yb.sum() == 8
+
+
+class ConstantNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_in, c_noise, cond=None):
+        return self.bias.expand(x_in.shape[0])
+
+
+@pytest.mark.parametrize("alpha, expected", [(0.2, 0.2), (None, 0.5)])
+def test_weighted_loss_optimum_restores_the_prior(alpha, expected):
+    # labels independent of x: the Bayes posterior is the prior α; without weights the 50/50 set teaches ½
+    x0 = torch.randn(1000, 2)
+    y = torch.arange(1000) < 200
+    model = NoisyClassifier(ConstantNet(), 0.5)
+    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0, checkpoint_every=0)
+    fit_classifier(model, x0, y, cfg, alpha=alpha)
+    assert torch.sigmoid(model.net.bias).item() == pytest.approx(expected, abs=0.03)
+
+
+def test_round_estimates_alpha_and_its_classifier_raises_the_valid_rate(gmm_domain, gmm_cfg):
+    d = gmm_domain
+    r = run_round(d.gmm.denoiser, d, gmm_cfg, d.oracle(), 1)
+    true_alpha = d.plane.acceptance(d.gmm)
+    assert r.alpha_ci[0] <= true_alpha <= r.alpha_ci[1] and r.num_samples == 4000 and not r.skipped
+    assert not r.report["collapsed"] and r.report["bins"][0]["accuracy"] > 0.9
+    base, _ = valid_rate(d, d.gmm.denoiser, gmm_cfg)
+    after, _ = valid_rate(d, stack(d.gmm.denoiser, [r.classifier], gmm_cfg), gmm_cfg)
+    assert base == pytest.approx(true_alpha, abs=0.03)
+    assert (1 - after) < 0.5 * (1 - base), f"invalid {1 - base:.3f} -> {1 - after:.3f}"
+
+
+def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg):
+    d = gmm_domain
+    bayes = GuidanceTerm(lambda x, s, c: d.plane.log_prob_valid(d.gmm, x, s))
+    teacher = guided(d.gmm.denoiser, [bayes])
+    init = EDMPrecond(d.make_denoiser_net(gmm_cfg.net), d.sigma_data)
+    student = distil(teacher, init, d, gmm_cfg)
+    t_valid, xt = valid_rate(d, teacher, gmm_cfg, seed=9)
+    s_valid, xs = valid_rate(d, student, gmm_cfg, seed=9)
+    assert s_valid > 0.93 and t_valid > 0.97
+    assert torch.allclose(xs.mean(0), xt.mean(0), atol=0.08)
+    assert torch.allclose(torch.cov(xs.T), torch.cov(xt.T), atol=0.08)
+
+
+@pytest.mark.parametrize("fn, why", [
+    (lambda x, c: np.ones(len(x), bool), "alpha = 1"),
+    (lambda x, c: np.zeros(len(x), bool), "alpha = 0"),
+])
+def test_degenerate_rounds_are_skipped_with_a_message(gmm_cfg, fn, why):
+    d = GaussianMixtureDomain(oracle_fn=fn)
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, samples_per_round=200))
+    r = run_round(d.gmm.denoiser, d, cfg, d.oracle(), 1)
+    assert r.classifier is None and why in r.skipped
+
+
+def test_failing_samples_are_excluded_and_counted(gmm_cfg):
+    def sometimes_raises(x, c):
+        if (x[:, 1] > 1.2).any():
+            raise RuntimeError("simulator crashed")
+        return x[:, 0] + 0.5 * x[:, 1] >= -0.6
+
+    d = GaussianMixtureDomain(oracle_fn=sometimes_raises)
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, samples_per_round=1000),
+                  classifier=replace(gmm_cfg.classifier, steps=20))
+    r = run_round(d.gmm.denoiser, d, cfg, d.oracle(), 1)
+    assert 0 < r.num_undefined < 200 and r.num_samples == 1000 - r.num_undefined and r.classifier is not None
+
+
+def test_wrong_shape_oracle_is_an_error(gmm_cfg):
+    d = GaussianMixtureDomain(oracle_fn=lambda x, c: np.ones((len(x), 2), bool))
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, samples_per_round=100))
+    with pytest.raises(ValueError, match="1-D"):
+        run_round(d.gmm.denoiser, d, cfg, d.oracle(), 1)

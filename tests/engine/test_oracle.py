@@ -1,0 +1,88 @@
+"""The Oracle contract: results, composition, registry, batched and parallel labelling, failures."""
+
+import concurrent.futures as cf
+import time
+
+import numpy as np
+import pytest
+
+from genneg.oracle import FunctionOracle, OracleResult, all_of, get_oracle, label, oracle
+
+
+def positive(x, cond=None):
+    return np.asarray(x)[:, 0] > 0
+
+
+def small(x, cond=None):
+    return np.abs(np.asarray(x)[:, 1]) < 1
+
+
+def test_result_validation():
+    with pytest.raises(ValueError, match="1-D"):
+        OracleResult(np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match="boolean"):
+        OracleResult(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="entries for a batch"):
+        OracleResult(np.ones(3, bool), {"a": np.ones(2, bool)})
+    r = OracleResult(np.array([True, True]), {"a": np.array([False, True])}, defined=np.array([True, False]))
+    assert r.valid.tolist() == [True, False] and r.num_undefined == 1  # undefined is never valid
+
+
+def test_all_of_combines_verdicts_and_reasons():
+    x = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 5.0]])
+    r = all_of(FunctionOracle("positive", positive), FunctionOracle("small", small))(x)
+    assert r.valid.tolist() == [True, False, False]
+    assert r.reasons["positive"].tolist() == [False, True, False]
+    assert r.reasons["small"].tolist() == [False, False, True]
+
+
+def test_registry_decorator_and_unknown_names():
+    @oracle("far_right", domain="unit")
+    def far_right(x, cond=None):
+        return np.asarray(x)[:, 0] > 10
+
+    o = get_oracle("far_right", domain="unit")
+    assert o(np.array([[11.0, 0.0]])).valid.tolist() == [True]
+    with pytest.raises(KeyError, match="unknown oracle 'nope'"):
+        get_oracle("nope")
+
+
+def flaky(x, cond=None):
+    x = np.asarray(x)
+    if (x[:, 0] == 13).any():
+        raise RuntimeError("unlucky sample")
+    return x[:, 0] > 0
+
+
+def test_label_records_failing_samples_as_undefined():
+    x = np.array([[1.0, 0], [13.0, 0], [-1.0, 0], [2.0, 0], [13.0, 0]])
+    r = label(FunctionOracle("flaky", flaky), x, batch_size=2)
+    assert r.defined.tolist() == [True, False, True, True, False]
+    assert r.valid.tolist() == [True, False, False, True, False]
+    assert r.num_undefined == 2 and "unlucky sample" in r.errors[0]
+
+
+def test_label_rejects_wrong_shapes_and_empty_batches():
+    wrong = FunctionOracle("wrong", lambda x, c: np.ones(len(x) + 1, bool))
+    with pytest.raises(ValueError, match="wrong"):
+        label(wrong, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        label(FunctionOracle("p", positive), np.zeros((0, 2)))
+
+
+def slow_on_negative(x, cond=None):
+    x = np.asarray(x)
+    if (x[:, 0] < 0).any():
+        time.sleep(2.0)
+    return x[:, 0] > 0
+
+
+def test_label_on_an_executor_with_a_timeout():
+    x = np.array([[1.0, 0], [2.0, 0], [-1.0, 0], [3.0, 0]])
+    with cf.ThreadPoolExecutor(2) as pool:
+        r = label(FunctionOracle("slow", slow_on_negative), x, batch_size=2, executor=pool, timeout=0.5)
+    assert r.defined.tolist() == [True, True, False, False]
+    assert "timed out" in r.errors[0]
+    with cf.ProcessPoolExecutor(2) as pool:
+        r = label(FunctionOracle("p", positive), np.random.default_rng(0).normal(size=(100, 2)), batch_size=16, executor=pool)
+    assert r.defined.all() and r.valid.sum() > 20
