@@ -43,6 +43,8 @@ class NoisyClassifier(nn.Module):
         self.register_buffer("log_temperature", torch.zeros(num_bins))
         # guidance is applied only up to this σ: above it the classifier was measured to carry no information
         self.register_buffer("sigma_max_guidance", torch.tensor(math.inf))
+        # prior correction added to the logit: log(α / (1 − α)) when trained balanced without weights ("offset")
+        self.register_buffer("logit_offset", torch.tensor(0.0))
 
     def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
         sigma = as_sigma(sigma, x)
@@ -52,7 +54,7 @@ class NoisyClassifier(nn.Module):
         raw = self.net(c_in * x, sigma.log() / 4, cond)
         if raw.shape != sigma.shape:
             raise ValueError(f"classifier net returned shape {tuple(raw.shape)}, expected [{sigma.shape[0]}]")
-        return raw / self.temperature(sigma)
+        return raw / self.temperature(sigma) + self.logit_offset
 
     def temperature(self, sigma: Tensor) -> Tensor:
         """Per-sample temperature, linearly interpolated in ln σ between the bin centres."""
@@ -132,6 +134,7 @@ def fit_classifier(
         raise ValueError(f"{batch_size_of(x0)} samples but {labels.shape[0]} labels")
     xb, yb, cb = balanced_set(x0, labels, cond, seed=cfg.seed)
     w = importance_weights(yb, alpha) if alpha is not None else torch.ones(len(yb))
+    model.logit_offset.zero_()  # training sees the balanced problem; a prior offset is applied afterwards
     data = {"x0": xb, "y": yb.float(), "w": w}
     if cb is not None:
         data["cond"] = cb
@@ -216,13 +219,16 @@ def calibrate(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = No
     if cond is not None:
         cs = concat([cond] * draws)
     grid = torch.linspace(-1.0, 3.0, 81)  # log T: T from 0.37 to 20
+    offset = model.logit_offset.item()
     model.log_temperature.zero_()
+    model.logit_offset.zero_()
     fitted = torch.zeros_like(model.log_temperature)
     for b, centre in enumerate(model.bin_centres.cpu()):
         sigma = centre.exp().expand(len(y))
         x = xs + append_dims(sigma, xs.ndim) * torch.randn(xs.shape, generator=g)
         raw = model.logit(x.to(device), sigma.to(device), to_device(cs, device)).cpu()
-        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp(), y) for t in grid])
+        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp() + offset, y) for t in grid])
         fitted[b] = grid[losses.argmin()]
+    model.logit_offset.fill_(offset)
     model.log_temperature.copy_(fitted.to(model.log_temperature.device))
     return fitted.exp()

@@ -50,7 +50,11 @@ class GenNegConfig:
         guidance_weight: w in D + w σ² Σ ∇ log C_k (theory: 1).
         guidance_sigma_min / guidance_sigma_max: σ window in which guidance is applied.
         classifier_sigma_min / classifier_sigma_max: log-uniform σ range the classifier is trained on.
-        importance_weights: weight valid α and invalid 1−α (False: the "w/o IS" ablation).
+        importance_weights: restore the model's prior α in the classifier (False: the "w/o IS" ablation).
+        prior_correction: how the prior is restored. "weights": balanced batches with importance weights α (valid)
+            and 1 − α (invalid); "offset": balanced batches without weights, then log(α / (1 − α)) added to the
+            logit. Both have the optimum P(valid | x_σ) under the model; "offset" keeps the full gradient signal of
+            the rare class (Saerens et al. 2002, prior-shift correction).
         calibrate: fit a temperature per σ-bin on held-out labelled samples after training.
         distil_data_fraction: share of each distillation batch drawn from training data rather than the teacher.
         distil_samples: teacher samples generated for distillation.
@@ -69,6 +73,7 @@ class GenNegConfig:
     classifier_sigma_min: float = 0.002
     classifier_sigma_max: float = 80.0
     importance_weights: bool = True
+    prior_correction: str = "weights"
     calibrate: bool = True
     distil_data_fraction: float = 0.0
     distil_samples: int = 20000
@@ -84,6 +89,8 @@ class GenNegConfig:
             raise ValueError(f"distil_data_fraction must be in [0, 1], got {self.distil_data_fraction}")
         if not 0 < self.classifier_sigma_min < self.classifier_sigma_max:
             raise ValueError("need 0 < classifier_sigma_min < classifier_sigma_max")
+        if self.prior_correction not in ("weights", "offset"):
+            raise ValueError(f"prior_correction must be 'weights' or 'offset', got {self.prior_correction!r}")
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")

@@ -8,6 +8,7 @@ evaluation again; rounds can continue on top of a student (guide → distil cycl
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -110,13 +111,17 @@ def run_round(
     x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
     hold = _holdout_mask(len(keep), seed)
     use_is = g.importance_weights if importance is None else importance
+    weighted = use_is and g.prior_correction == "weights"
     model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, seed=index)
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
     model = fit_classifier(model, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, np.flatnonzero(~hold)),
-                           alpha=alpha if use_is else None, sigma_range=sigma_range, run_dir=run_dir,
+                           alpha=alpha if weighted else None, sigma_range=sigma_range, run_dir=run_dir,
                            name=name or f"classifier{index}", resume=resume, callback=callback)
+    if use_is and not weighted:  # same optimum as the weighted loss: P(valid | x_σ) under the model's prior
+        model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
     hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
-    report = {"importance_weights": use_is, "fixed_sigma": fixed_sigma}
+    report = {"importance_weights": use_is, "prior_correction": g.prior_correction if use_is else "none",
+              "fixed_sigma": fixed_sigma}
     if g.calibrate and use_is and fixed_sigma is None and (~hy).any():
         report["temperatures"] = calibrate(model, hx, hy, hc, seed=seed, device=cfg.device).tolist()
     report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, seed=seed, device=cfg.device))

@@ -39,6 +39,17 @@ def _denoise(denoiser: Denoiser, x: Tensor, sigma: Tensor, cond: Any) -> Tensor:
     return check_finite(out, f"denoiser output at sigma={sigma.item():.4g}")
 
 
+def _heun_step(denoiser: Denoiser, x: Tensor, s: Tensor, s_next: Tensor, cond: Any) -> tuple[Tensor, Tensor]:
+    """One step of the probability-flow ODE from σ = s to s_next: Heun, or Euler when s_next is 0."""
+    denoised = _denoise(denoiser, x, s, cond)
+    d = to_d(x, s.expand(x.shape[0]), denoised)
+    x_next = x + d * (s_next - s)
+    if s_next > 0:
+        d2 = to_d(x_next, s_next.expand(x.shape[0]), _denoise(denoiser, x_next, s_next, cond))
+        x_next = x + (d + d2) / 2 * (s_next - s)
+    return x_next, denoised
+
+
 @torch.no_grad()
 def sample_heun(
     denoiser: Denoiser,
@@ -58,15 +69,8 @@ def sample_heun(
     _check(x, sigmas)
     sigmas = sigmas.to(x.device, x.dtype)
     for i in range(len(sigmas) - 1):
-        s, s_next = sigmas[i], sigmas[i + 1]
-        denoised = _denoise(denoiser, x, s, cond)
-        d = to_d(x, s.expand(x.shape[0]), denoised)
-        x_next = x + d * (s_next - s)
-        if s_next > 0:  # Heun correction; the last step to sigma 0 is Euler
-            denoised_2 = _denoise(denoiser, x_next, s_next, cond)
-            d2 = to_d(x_next, s_next.expand(x.shape[0]), denoised_2)
-            x_next = x + (d + d2) / 2 * (s_next - s)
-        x = x_next
+        s = sigmas[i]
+        x, denoised = _heun_step(denoiser, x, s, sigmas[i + 1], cond)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s, "denoised": denoised})
     return x
@@ -103,14 +107,7 @@ def sample_stochastic(
         if gamma > 0:
             eps = _randn_like(x, generator) * s_noise
             x = x + eps * (s_hat**2 - s**2).sqrt()
-        denoised = _denoise(denoiser, x, s_hat, cond)
-        d = to_d(x, s_hat.expand(x.shape[0]), denoised)
-        x_next = x + d * (s_next - s_hat)
-        if s_next > 0:
-            denoised_2 = _denoise(denoiser, x_next, s_next, cond)
-            d2 = to_d(x_next, s_next.expand(x.shape[0]), denoised_2)
-            x_next = x + (d + d2) / 2 * (s_next - s_hat)
-        x = x_next
+        x, denoised = _heun_step(denoiser, x, s_hat, s_next, cond)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s_hat, "denoised": denoised})
     return x

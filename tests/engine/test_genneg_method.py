@@ -1,5 +1,6 @@
 """The method on a Gaussian mixture with a half-plane oracle: α, rounds, trained classifiers, distillation, failures."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -48,6 +49,17 @@ def test_weighted_loss_optimum_restores_the_prior(alpha, expected):
     cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0, checkpoint_every=0)
     fit_classifier(model, x0, y, cfg, alpha=alpha)
     assert torch.sigmoid(model.net.bias).item() == pytest.approx(expected, abs=0.03)
+
+
+def test_prior_offset_reaches_the_same_optimum_as_importance_weights():
+    x0 = torch.randn(1000, 2)
+    y = torch.arange(1000) < 200
+    model = NoisyClassifier(ConstantNet(), 0.5)
+    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0, checkpoint_every=0)
+    fit_classifier(model, x0, y, cfg, alpha=None)
+    model.logit_offset.fill_(math.log(0.2 / 0.8))
+    p = torch.sigmoid(model.logit(x0[:5], torch.ones(5))).mean().item()
+    assert p == pytest.approx(0.2, abs=0.03)
 
 
 def test_round_estimates_alpha_and_its_classifier_raises_the_valid_rate(gmm_domain, gmm_cfg):
