@@ -60,9 +60,9 @@ def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=No
     report = classifier_report(disc, x0[hold], y[hold], take(cond, hold.numpy()), sigma_range=sigma_range,
                                seed=cfg.seed, device=cfg.device)
     hi = min(g.guidance_sigma_max, report["informative_sigma_max"] if g.auto_window else math.inf)
-    term = GuidanceTerm(disc.logit, weight=g.guidance_weight, sigma_range=(g.guidance_sigma_min, hi),
-                        name="discriminator")
-    return guided(base, [term]), report
+    terms = [GuidanceTerm(disc.logit, weight=g.guidance_weight, sigma_range=(g.guidance_sigma_min, hi),
+                          name="discriminator")] if hi >= g.guidance_sigma_min else []
+    return guided(base, terms), report
 
 
 def penalty_guidance(base: Denoiser, domain, cfg: RunConfig) -> Denoiser:

@@ -167,21 +167,29 @@ def classifier_report(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: 
             "prior_bce": _bce_of_constant(prior),
             "ece": expected_calibration_error(p, y),
         })
-    small = bins[0]
-    collapsed = small["bce"] > 0.95 * small["prior_bce"]
-    return {"prior": prior, "bins": bins, "collapsed": bool(collapsed), "informative_sigma_max": informative_sigma_max(bins)}
+    reference = _reference_bce(bins)
+    collapsed = bins[0]["bce"] > 0.95 * reference
+    return {"prior": prior, "bins": bins, "reference_bce": reference, "collapsed": bool(collapsed),
+            "informative_sigma_max": informative_sigma_max(bins)}
+
+
+def _reference_bce(bins: list[dict]) -> float:
+    """What a classifier achieves without looking at x: the prior's BCE, or, when the condition alone predicts
+    validity (a map, a vehicle count), the classifier's own BCE at the largest σ, where x_σ is pure noise."""
+    return min(bins[0]["prior_bce"], bins[-1]["bce"])
 
 
 def informative_sigma_max(bins: list[dict], margin: float = 0.98) -> float:
-    """Upper edge of the contiguous run of σ-bins, from the smallest, where the classifier beats the prior's BCE.
+    """Upper edge of the contiguous run of σ-bins, from the smallest, where the classifier's held-out BCE beats the
+    reference (what it achieves without x) by the margin.
 
-    Above it the learned log C is flat up to noise, which guidance would multiply by σ²; the exact Bayes classifier's
-    gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. 0.0 if even the smallest bin
-    is uninformative (a collapsed classifier).
+    Above it the learned log C is flat in x up to noise, which guidance would multiply by σ²; the exact Bayes
+    classifier's gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. 0.0 if even the
+    smallest bin is uninformative (a collapsed classifier).
     """
-    edge = 0.0
+    reference, edge = _reference_bce(bins), 0.0
     for b in bins:
-        if not b["bce"] < margin * b["prior_bce"]:
+        if not b["bce"] < margin * reference:
             break
         edge = b["sigma_hi"]
     return edge

@@ -112,9 +112,21 @@ def get_domain(name: str, *, domain_path: str | Path | None = None, **kwargs) ->
                 raise  # the domain exists but one of its dependencies is missing: say which
             raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains()) or 'none'}") from None
     domain = factory(**kwargs)
-    if not isinstance(domain, Domain):
-        raise TypeError(f"domain {name!r} does not implement the Domain protocol (see genneg.domain.Domain)")
+    missing = missing_members(domain)
+    if missing:
+        raise TypeError(f"domain {name!r} does not implement the Domain protocol: missing {', '.join(missing)}")
     return domain
+
+
+_MEMBERS = ("name", "sigma_data", "presets", "dataset", "conditions", "sample_shape", "make_denoiser_net",
+            "make_classifier_net", "decode", "oracle", "plot")
+
+
+def missing_members(domain) -> list[str]:
+    """Members of the Domain protocol that ``domain`` lacks, looked up on its class so that properties (which may
+    load data) are not evaluated."""
+    cls = type(domain)
+    return [m for m in _MEMBERS if not (hasattr(cls, m) or m in getattr(domain, "__dict__", {}))]
 
 
 def validate_x0(x0: Tensor, shape: tuple[int, ...], what: str = "x0") -> Tensor:

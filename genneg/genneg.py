@@ -109,7 +109,7 @@ def run_round(
     if out.skipped:
         return out
     x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
-    hold = _holdout_mask(len(keep), seed)
+    hold = _holdout_mask(y, seed)
     use_is = g.importance_weights if importance is None else importance
     weighted = use_is and g.prior_correction == "weights"
     model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, seed=index)
@@ -134,10 +134,14 @@ def run_round(
     return out
 
 
-def _holdout_mask(n: int, seed: int, fraction: float = 0.1) -> torch.Tensor:
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
-    mask = torch.zeros(n, dtype=torch.bool)
-    mask[perm[: max(1, int(fraction * n))]] = True
+def _holdout_mask(labels: torch.Tensor, seed: int, fraction: float = 0.1) -> torch.Tensor:
+    """A stratified held-out mask: ``fraction`` of each class, always leaving at least one of each for training."""
+    g = torch.Generator().manual_seed(seed + 7)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for cls in (True, False):
+        idx = (labels == cls).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        mask[idx[: min(int(fraction * len(idx)), len(idx) - 1)]] = True
     return mask
 
 
@@ -145,9 +149,12 @@ def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig
     """The base denoiser guided by every classifier so far, with the run's weight and σ window."""
     g = cfg.genneg
     w = g.guidance_weight if weight is None else weight
-    terms = [GuidanceTerm(c.log_prob, weight=w, name=f"classifier{i + 1}",
-                          sigma_range=(g.guidance_sigma_min, min(g.guidance_sigma_max, float(c.sigma_max_guidance))))
-             for i, c in enumerate(classifiers)]
+    terms = []
+    for i, c in enumerate(classifiers):
+        hi = min(g.guidance_sigma_max, float(c.sigma_max_guidance))
+        if hi >= g.guidance_sigma_min:  # a classifier informative nowhere in the window guides nothing
+            terms.append(GuidanceTerm(c.log_prob, weight=w, sigma_range=(g.guidance_sigma_min, hi),
+                                      name=f"classifier{i + 1}"))
     return guided(denoiser, terms)
 
 

@@ -116,3 +116,47 @@ def test_wrong_shape_oracle_is_an_error(gmm_cfg):
     cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, samples_per_round=100))
     with pytest.raises(ValueError, match="1-D"):
         run_round(d.gmm.denoiser, d, cfg, d.oracle(), 1)
+
+
+def test_a_single_valid_sample_stays_in_training(gmm_cfg):
+    # one valid sample among many: the stratified hold-out must not take it, or the balanced set would be empty
+    d = GaussianMixtureDomain(oracle_fn=lambda x, c: np.arange(len(x)) == 3)
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, samples_per_round=300),
+                  classifier=replace(gmm_cfg.classifier, steps=5))
+    r = run_round(d.gmm.denoiser, d, cfg, d.oracle(), 1)
+    assert r.classifier is not None and r.alpha == pytest.approx(1 / 300)
+
+
+def test_collapsed_classifier_guides_nothing_even_with_a_window_floor(gmm_domain, gmm_cfg):
+    d = gmm_domain
+    c = NoisyClassifier(d.make_classifier_net({"width": 8, "depth": 1}), d.sigma_data)
+    c.sigma_max_guidance.fill_(0.0)  # what a collapsed classifier gets
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, guidance_sigma_min=0.01))
+    g = stack(d.gmm.denoiser, [c], cfg)
+    x, s = torch.randn(8, 2), torch.full((8,), 0.5)
+    assert g.terms == [] and torch.equal(g(x, s, None), d.gmm.denoiser(x, s))
+
+
+def test_window_reference_is_what_the_condition_alone_achieves():
+    from genneg.classifier import informative_sigma_max
+
+    def bins(bces, prior):
+        edges = np.geomspace(0.002, 80, len(bces) + 1)
+        return [{"sigma_lo": lo, "sigma_hi": hi, "bce": b, "prior_bce": prior} for lo, hi, b in zip(edges, edges[1:], bces)]
+
+    # unconditional: the largest-σ BCE equals the prior's, informative up to the third bin
+    assert informative_sigma_max(bins([0.1, 0.2, 0.3, 0.5, 0.5], 0.5)) == pytest.approx(np.geomspace(0.002, 80, 6)[3])
+    # conditional: the condition alone gets 0.4 everywhere; only the first bin beats it
+    assert informative_sigma_max(bins([0.1, 0.4, 0.4, 0.4, 0.4], 0.6)) == pytest.approx(np.geomspace(0.002, 80, 6)[1])
+    assert informative_sigma_max(bins([0.5, 0.5, 0.5], 0.5)) == 0.0
+
+
+def test_rounds_continue_on_top_of_a_student(gmm_domain, gmm_cfg):
+    d = gmm_domain
+    cfg = replace(gmm_cfg, distil=replace(gmm_cfg.distil, steps=200),
+                  genneg=replace(gmm_cfg.genneg, samples_per_round=2000, distil_samples=2000))
+    student = distil(d.gmm.denoiser, EDMPrecond(d.make_denoiser_net(cfg.net), d.sigma_data), d, cfg)
+    r = run_round(student, d, cfg, d.oracle(), 1)  # guide -> distil -> guide: the student is just a denoiser
+    assert r.classifier is not None and 0 < r.alpha < 1
+    x = generate(stack(student, [r.classifier], cfg), d.sample_shape, 64, cfg.sampler)
+    assert torch.isfinite(x).all()
