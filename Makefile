@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/genneg run toy --preset default --seeds 1 --run-dir $(DEMO_DIR) --resume
+	$(VENV)/bin/genneg run toy --preset demo --seeds 1 --run-dir $(DEMO_DIR) --resume
 
 test: install
 	$(PY) -m pytest -q

@@ -229,11 +229,12 @@ def cmd_run(args):
     if args.seeds < 1:
         raise SystemExit("error: --seeds must be >= 1")
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
-    oracle = domain.oracle(args.oracle.split(",")) if args.oracle else None
+    names = args.oracle.split(",") if args.oracle else None
+    domain.oracle(names)  # fail early on unknown oracle names
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         agg = run(domain, cfg, run_dir, seeds=args.seeds, resume=args.resume, ui=TqdmUI(StatsLog(run_dir), args.quiet),
-                  oracle=oracle)
+                  oracle_names=names, workers=args.workers, domain_path=args.domain_path)
     except FileExistsError as e:
         raise SystemExit(f"error: {e}") from None
     print((run_dir / "report.md").read_text())
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", default=None, help="default: runs/<domain>-<preset>")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run at the stage where it stopped")
     r.add_argument("--oracle", default=None, help="comma-separated oracle names to guide against (default: the domain's)")
+    r.add_argument("--workers", type=int, default=1, help="seeds run in parallel processes (default: %(default)s)")
     r.set_defaults(func=cmd_run)
 
     da = sub.add_parser("data", help="generate and cache a domain's data for a preset (e.g. SUMO scenes)")

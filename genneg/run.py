@@ -88,11 +88,14 @@ class SeedRun:
         self.finish(stage, record)
         return record
 
-    def train_stage(self, stage: str, steps: int, fn):
+    def train_stage(self, stage: str, steps: int, fn, samples: int = 0):
+        """Runs ``fn(train_callback, sample_progress)`` with a bar for the samples it draws and one for its steps."""
+        sbar = self.ui.bar(f"{stage}: sampling", samples) if samples else _NullBar()
         bar, cb = self.train_bar(stage, steps)
         try:
-            return fn(cb)
+            return fn(cb, sbar.update)
         finally:
+            sbar.close()
             bar.close()
 
 
@@ -119,8 +122,9 @@ def run_seed(domain, cfg: RunConfig, seed_dir: str | Path, oracle, *, resume: bo
     for k in range(1, cfg.genneg.rounds + 1):
         guided, classifiers = _round(s, base, classifiers, k)
     if "distilled" not in s.state["stages"]:
-        student = s.train_stage("distil", cfg.distil.steps, lambda cb: distil(
-            guided, base, domain, cfg, run_dir=s.dir, resume=resume, callback=cb))
+        student = s.train_stage("distil", cfg.distil.steps, lambda cb, pr: distil(
+            guided, base, domain, cfg, run_dir=s.dir, resume=resume, callback=cb, progress=pr),
+            samples=cfg.genneg.distil_samples)
         s.evaluate("distilled", student)
     _baselines(s, base)
     return s.state["stages"]
@@ -130,7 +134,7 @@ def _base(s: SeedRun):
     path = s.dir / "base.safetensors"
     if s.done("base") and path.exists():
         return load_denoiser(s.domain, s.cfg, path)
-    base = s.train_stage("base", s.cfg.base.steps, lambda cb: fit_base(
+    base = s.train_stage("base", s.cfg.base.steps, lambda cb, _: fit_base(
         s.domain, s.cfg, s.dir, resume=s.resume, callback=cb)).eval().requires_grad_(False)
     s.evaluate("base", base)
     return base
@@ -144,8 +148,9 @@ def _round(s: SeedRun, base, classifiers: list, k: int):
             classifiers = classifiers + [load_classifier(s.domain, s.cfg, path)]
         return stack(base, classifiers, s.cfg), classifiers
     teacher = stack(base, classifiers, s.cfg)
-    r: RoundResult = s.train_stage(f"classifier {k}", s.cfg.classifier.steps, lambda cb: run_round(
-        teacher, s.domain, s.cfg, s.oracle, k, run_dir=s.dir, resume=s.resume, callback=cb))
+    r: RoundResult = s.train_stage(f"round {k}", s.cfg.classifier.steps, lambda cb, pr: run_round(
+        teacher, s.domain, s.cfg, s.oracle, k, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
+        samples=s.cfg.genneg.samples_per_round)
     if r.classifier is not None:
         classifiers = classifiers + [r.classifier]
     guided = stack(base, classifiers, s.cfg)
@@ -160,12 +165,14 @@ def _baselines(s: SeedRun, base):
         s.finish("rejection", {"metrics": rejection_metrics(s.state["stages"]["base"]["metrics"])})
     for kind in ("no_is", "time_independent"):
         if kind in todo:
-            guided, r = s.train_stage(kind, cfg.classifier.steps, lambda cb: ablation_round(
-                base, s.domain, cfg, s.oracle, kind, run_dir=s.dir, resume=s.resume, callback=cb))
+            guided, r = s.train_stage(kind, cfg.classifier.steps, lambda cb, pr: ablation_round(
+                base, s.domain, cfg, s.oracle, kind, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
+                samples=cfg.genneg.samples_per_round)
             s.evaluate(kind, guided, {"round": r.summary()})
     if "discriminator" in todo:
-        guided, report = s.train_stage("discriminator", cfg.classifier.steps, lambda cb: discriminator_guidance(
-            base, s.domain, cfg, run_dir=s.dir, resume=s.resume, callback=cb))
+        guided, report = s.train_stage("discriminator", cfg.classifier.steps, lambda cb, pr: discriminator_guidance(
+            base, s.domain, cfg, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
+            samples=cfg.genneg.samples_per_round)
         s.evaluate("discriminator", guided, {"discriminator": report})
     if "penalty" in todo and hasattr(s.domain, "penalty"):
         s.evaluate("penalty", penalty_guidance(base, s.domain, cfg))
@@ -195,17 +202,42 @@ def rejection_metrics(base: dict) -> dict:
 
 
 def run(domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: bool = False, ui=None,
-        oracle=None) -> dict:
-    """Runs ``seeds`` independent seeds (cfg.seed, cfg.seed + 1, ...) and writes the aggregate report."""
+        oracle_names: list[str] | None = None, workers: int = 1, domain_path: str | None = None) -> dict:
+    """Runs ``seeds`` independent seeds (cfg.seed, cfg.seed + 1, ...) and writes the aggregate report.
+
+    With ``workers > 1`` seeds run in parallel processes (one torch thread each); each rebuilds the domain from
+    ``cfg.data`` (and ``domain_path``), so the domain object itself never crosses a process boundary.
+    """
     from .report import write_report
 
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another folder")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     write_json(run_dir / "config.json", cfg.to_dict())
-    oracle = oracle or domain.oracle()
-    per_seed = {}
-    for i in range(seeds):
-        scfg = replace(cfg, seed=cfg.seed + i)
-        per_seed[scfg.seed] = run_seed(domain, scfg, run_dir / f"seed{scfg.seed}", oracle, resume=resume, ui=ui)
+    cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(seeds)]
+    if workers == 1 or seeds == 1:
+        oracle = domain.oracle(oracle_names)
+        per_seed = {c.seed: run_seed(domain, c, run_dir / f"seed{c.seed}", oracle, resume=resume, ui=ui) for c in cfgs}
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        with cf.ProcessPoolExecutor(min(workers, seeds), mp_context=mp.get_context("spawn")) as pool:
+            futures = {c.seed: pool.submit(_seed_worker, c.to_dict(), str(run_dir / f"seed{c.seed}"), oracle_names,
+                                           resume, domain_path) for c in cfgs}
+            per_seed = {seed: f.result() for seed, f in futures.items()}
     return write_report(domain, cfg, run_dir, per_seed)
+
+
+def _seed_worker(cfg_dict: dict, seed_dir: str, oracle_names, resume: bool, domain_path) -> dict:
+    import torch
+
+    from .config import config_from_dict
+    from .domain import get_domain
+
+    torch.set_num_threads(1)
+    cfg = config_from_dict(RunConfig, cfg_dict)
+    domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
+    return run_seed(domain, cfg, seed_dir, domain.oracle(oracle_names), resume=resume)

@@ -133,11 +133,19 @@ class ToyDomain:
             net={"width": 128, "depth": 3},
             classifier_net={"width": 128, "depth": 3},
             base=TrainConfig(steps=3000, batch_size=512, lr=2e-3, warmup=200, checkpoint_every=500),
-            classifier=TrainConfig(steps=1500, batch_size=512, lr=2e-3, warmup=100, ema_decay=0.995),
-            distil=TrainConfig(steps=2000, batch_size=512, lr=5e-4, warmup=100, checkpoint_every=500),
-            sampler=SamplerConfig(steps=32),
-            genneg=GenNegConfig(rounds=2, samples_per_round=20_000, distil_samples=40_000),
+            classifier=TrainConfig(steps=3000, batch_size=512, lr=2e-3, warmup=100, ema_decay=0.995),
+            distil=TrainConfig(steps=3000, batch_size=512, lr=5e-4, warmup=100, checkpoint_every=500),
+            sampler=SamplerConfig(steps=18),
+            genneg=GenNegConfig(rounds=3, samples_per_round=60_000, distil_samples=60_000),
             eval=EvalConfig(num_samples=20_000, num_nll=4000, nll_sigmas=32),
+        )
+        demo = replace(  # what `make demo` runs: the same method, lighter (2 rounds, fewer samples and steps)
+            default,
+            preset="demo",
+            classifier=replace(default.classifier, steps=1500),
+            distil=replace(default.distil, steps=1500),
+            genneg=replace(default.genneg, rounds=2, samples_per_round=30_000, distil_samples=30_000),
+            eval=EvalConfig(num_samples=20_000, num_nll=2000, nll_sigmas=32),
         )
         tiny = replace(
             default,
@@ -153,4 +161,4 @@ class ToyDomain:
             eval=EvalConfig(num_samples=1000, num_nll=200, nll_sigmas=8),
         )
         rings = replace(default, preset="rings", data={"shape": "rings"})
-        return {"default": default, "tiny": tiny, "rings": rings}
+        return {"default": default, "demo": demo, "tiny": tiny, "rings": rings}
