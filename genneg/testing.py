@@ -129,7 +129,7 @@ class GaussianMixtureDomain:
     def __init__(self, oracle_fn: Callable | None = None, n_data: int = 4000):
         self.gmm = GaussianMixture(weights=[0.6, 0.4], means=[[-0.8, 0.0], [0.8, 0.3]], stds=[[0.4, 0.3], [0.3, 0.4]])
         self.plane = HalfPlane(normal=[1.0, 0.5], offset=-0.6)
-        self.oracle_fn = oracle_fn or (lambda x, c: self.plane.valid(x).numpy())
+        self.oracle_fn = oracle_fn or self._halfplane_valid
         self.n_data = n_data
 
     def presets(self):
@@ -166,8 +166,17 @@ class GaussianMixtureDomain:
 
         return PointMLP(2, 1, **cfg)
 
+    def _halfplane_valid(self, points, cond=None) -> np.ndarray:
+        """The default verdict on decoded ``points [B, 2]``; rejects empty, malformed or non-finite batches."""
+        p = np.asarray(points)
+        if p.ndim != 2 or p.shape[1:] != (2,) or p.shape[0] == 0 or not np.isfinite(p).all():
+            raise ValueError(f"halfplane oracle needs a non-empty, finite batch of points [B, 2], got {p.shape}")
+        return self.plane.valid(p).numpy()
+
     def decode(self, x0, cond=None):
-        return x0.detach().cpu().numpy()
+        from .domain import validate_x0
+
+        return validate_x0(x0, (2,)).detach().cpu().numpy()
 
     def oracle(self, names=None):
         from .oracle import FunctionOracle
