@@ -241,6 +241,18 @@ def cmd_run(args):
     print(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; wall time {agg['wall_seconds'] / 60:.1f} min)")
 
 
+def cmd_new_domain(args):
+    from genneg.scaffold import scaffold_domain
+
+    try:
+        paths = scaffold_domain(args.name, args.dir)
+    except FileExistsError as e:
+        raise SystemExit(f"error: {e}") from None
+    package = Path(args.dir) / args.name
+    print("\n".join(f"wrote {p}" for p in paths))
+    print(f"next: pytest {Path(args.dir) / 'tests'}  and  genneg run {args.name} --domain-path {package} --preset tiny")
+
+
 # ------------------------------------------------------------------------------------------------------- parser
 
 
@@ -304,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("domains", help="list the installed domains")
     d.set_defaults(func=cmd_domains)
+
+    nd = sub.add_parser("new-domain", help="scaffold a domain package (data, net, oracle, plot, presets, tests)",
+                        epilog="example:\n  genneg new-domain my_domain --dir .   # then: genneg run my_domain "
+                        "--domain-path my_domain --preset tiny", formatter_class=argparse.RawDescriptionHelpFormatter)
+    nd.add_argument("name", help="lower-case Python identifier, e.g. my_domain")
+    nd.add_argument("--dir", default=".", help="folder to write NAME/ and tests/ into (default: %(default)s)")
+    nd.set_defaults(func=cmd_new_domain)
     return p
 
 
