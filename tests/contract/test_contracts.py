@@ -120,3 +120,35 @@ class TestMotionDomain(DomainContract):
     @pytest.fixture
     def domain(self, motion_domain):
         return motion_domain
+
+
+class TestTrafficSceneOracle(OracleContract):
+    """Scenes of two cars (x, y, yaw, length, width in metres) on a straight 10 m wide road along x."""
+
+    @pytest.fixture
+    def oracle(self):
+        pytest.importorskip("shapely")
+        from oracles.traffic import SceneOracle
+
+        return SceneOracle()
+
+    @staticmethod
+    def scenes(*pairs):
+        from shapely.geometry import box
+
+        boxes = np.array([[(*a, 0.0, 4.0, 2.0), (*b, 0.0, 4.0, 2.0)] for a, b in pairs])
+        road = np.empty(len(pairs), object)
+        road[:] = [box(-50, -5, 50, 5)] * len(pairs)
+        return {"boxes": boxes, "defined": np.ones(boxes.shape[:2], bool), "drivable_area": road}, None
+
+    @pytest.fixture
+    def valid_case(self):
+        return self.scenes(((0, 0), (10, 0)), ((-20, -2), (-20, 2.5)), ((30, 1), (40, -1)))
+
+    @pytest.fixture
+    def invalid_case(self):
+        return self.scenes(((0, 0), (1, 0.5)), ((0, 0), (0, 20)), ((60, 0), (70, 0)))
+
+    @pytest.fixture
+    def invalid_reasons(self):
+        return ["collision", "offroad", "offroad"]
