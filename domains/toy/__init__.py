@@ -79,7 +79,7 @@ class ToyDomain:
 
     @cached_property
     def sigma_data(self) -> float:
-        return float(np.round(self.encode(self._draw(50_000, np.random.default_rng(123))).std(), 3))
+        return round(self.encode(self._draw(50_000, np.random.default_rng(123))).std().item(), 3)
 
     def conditions(self, n: int, split: str = "test", seed: int = 0):
         return None

@@ -109,3 +109,15 @@ def test_interrupted_run_resumes_at_the_stage_where_it_stopped(tmp_path):
         assert stage in rows, stage
     assert (run / "report.md").exists() and (run / "figures" / "samples.png").exists()
     assert (run / "figures" / "infraction_vs_nll.png").exists()
+
+
+def test_seeds_run_in_parallel_workers(tmp_path):
+    small = ["--set", "eval.num_samples=300", "--set", "eval.num_nll=50", "--set", "genneg.samples_per_round=400",
+             "--set", "genneg.distil_samples=300", "--set", "distil.steps=30", "--set", "classifier.steps=30",
+             "--set", "base.steps=60", "--set", 'genneg.baselines=["rejection"]']
+    run = tmp_path / "run"
+    genneg("run", "toy", *TINY, *small, "--seeds", "2", "--workers", "2", "--run-dir", str(run))
+    results = json.loads((run / "results.json").read_text())
+    assert sorted(results["per_seed"]) == ["0", "1"]
+    assert results["aggregate"]["rows"]["base"]["seeds"] == 2
+    assert results["per_seed"]["0"]["base"]["metrics"] != results["per_seed"]["1"]["base"]["metrics"]
