@@ -124,7 +124,12 @@ def run_round(
               "fixed_sigma": fixed_sigma}
     if g.calibrate and use_is and fixed_sigma is None and (~hy).any():
         report["temperatures"] = calibrate(model, hx, hy, hc, seed=seed, device=cfg.device).tolist()
+    if not use_is:  # judge how informative x is after the prior shift, so a balanced-prior logit is not penalised
+        model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
     report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, seed=seed, device=cfg.device))
+    if not use_is:
+        model.logit_offset.zero_()  # the ablation guides with the uncorrected classifier
+        report["measured_after_prior_shift"] = True
     if g.auto_window and fixed_sigma is None:
         model.sigma_max_guidance.fill_(report["informative_sigma_max"])
     if run_dir is not None:
