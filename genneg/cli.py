@@ -238,7 +238,7 @@ def cmd_run(args):
     except FileExistsError as e:
         raise SystemExit(f"error: {e}") from None
     print((run_dir / "report.md").read_text())
-    print(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; wall time {agg['wall_seconds'] / 60:.1f} min)")
+    print(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; summed stage time {agg['wall_seconds'] / 60:.1f} min)")
 
 
 def cmd_new_domain(args):
