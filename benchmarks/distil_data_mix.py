@@ -18,12 +18,9 @@ from pathlib import Path
 
 import torch
 
-from genneg.checkpoint import read_json
-from genneg.config import RunConfig, config_from_dict
-from genneg.domain import get_domain
 from genneg.evaluate import EvalData, evaluate_denoiser
-from genneg.genneg import distil, load_classifier, stack
-from genneg.models import load_denoiser
+from genneg.genneg import distil, stack
+from genneg.run import load_seed
 
 
 def main():
@@ -34,12 +31,7 @@ def main():
     p.add_argument("--out", default="benchmarks/distil_data_mix.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    seed_dir = Path(args.run_dir)
-    cfg = config_from_dict(RunConfig, read_json(seed_dir.parent / "config.json"))
-    cfg = replace(cfg, seed=int(seed_dir.name.removeprefix("seed")))
-    domain = get_domain(cfg.domain, **cfg.data)
-    base = load_denoiser(domain, cfg, seed_dir / "base.safetensors")
-    classifiers = [load_classifier(domain, cfg, f) for f in sorted(seed_dir.glob("classifier[0-9]*.safetensors"))]
+    cfg, domain, base, classifiers, _ = load_seed(args.run_dir)
     teacher = stack(base, classifiers, cfg)
     data, oracle = EvalData(domain, cfg), domain.oracle()
     rows = {}
@@ -53,7 +45,7 @@ def main():
                       "seconds": time.perf_counter() - t0}
         print(f"data fraction {frac:.2f}: infraction {100 * rows[frac]['infraction']:.3f} %, "
               f"NLL {rows[frac]['nll']:.3f} ± {rows[frac]['nll_se']:.3f} nats", flush=True)
-    Path(args.out).write_text(json.dumps({"run_dir": str(seed_dir), "rows": rows}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"run_dir": args.run_dir, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

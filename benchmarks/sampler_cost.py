@@ -16,12 +16,9 @@ from pathlib import Path
 
 import torch
 
-from genneg.checkpoint import read_json
-from genneg.config import RunConfig, config_from_dict
-from genneg.domain import get_domain
 from genneg.generate import generate
-from genneg.genneg import load_classifier, stack
-from genneg.models import load_denoiser
+from genneg.genneg import stack
+from genneg.run import load_seed
 
 
 def main():
@@ -33,15 +30,11 @@ def main():
     p.add_argument("--out", default="benchmarks/sampler_cost.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    seed_dir = Path(args.run_dir)
-    cfg = config_from_dict(RunConfig, read_json(seed_dir.parent / "config.json"))
-    domain = get_domain(cfg.domain, **cfg.data)
-    base = load_denoiser(domain, cfg, seed_dir / "base.safetensors")
-    classifiers = [load_classifier(domain, cfg, f) for f in sorted(seed_dir.glob("classifier[0-9]*.safetensors"))]
+    cfg, domain, base, classifiers, distilled = load_seed(args.run_dir)
     configs = {"base": base}
     for k in range(1, len(classifiers) + 1):
         configs[f"base + {k} classifier(s)"] = stack(base, classifiers[:k], cfg)
-    configs["distilled"] = load_denoiser(domain, cfg, seed_dir / "distilled.safetensors")
+    configs["distilled"] = distilled
     times = {name: [] for name in configs}
     for r in range(args.repeats):
         for name, den in configs.items():

@@ -28,7 +28,7 @@ from .models import fit_base, load_denoiser
 from .oracle import OracleResult
 from .stats import wilson_interval
 
-__all__ = ["run_seed", "run", "NullUI"]
+__all__ = ["run_seed", "run", "NullUI", "load_seed"]
 
 
 class NullUI:
@@ -241,3 +241,22 @@ def _seed_worker(cfg_dict: dict, seed_dir: str, oracle_names, resume: bool, doma
     cfg = config_from_dict(RunConfig, cfg_dict)
     domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
     return run_seed(domain, cfg, seed_dir, domain.oracle(oracle_names), resume=resume)
+
+
+def load_seed(seed_dir: str | Path, domain_path: str | None = None):
+    """Everything one finished seed of a run trained: ``(cfg, domain, base, classifiers, distilled or None)``.
+
+    ``cfg`` is the run's config with this seed; classifiers are in round order.
+    """
+    from .config import config_from_dict
+    from .domain import get_domain
+
+    seed_dir = Path(seed_dir)
+    cfg = config_from_dict(RunConfig, read_json(seed_dir.parent / "config.json"))
+    cfg = replace(cfg, seed=int(seed_dir.name.removeprefix("seed")))
+    domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
+    base = load_denoiser(domain, cfg, seed_dir / "base.safetensors")
+    rounds = sorted(seed_dir.glob("classifier[0-9]*.safetensors"), key=lambda p: int(p.stem.removeprefix("classifier")))
+    classifiers = [load_classifier(domain, cfg, p) for p in rounds]
+    student = seed_dir / "distilled.safetensors"
+    return cfg, domain, base, classifiers, load_denoiser(domain, cfg, student) if student.exists() else None

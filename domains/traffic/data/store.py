@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from genneg.checkpoint import read_json
+
 from domains.traffic.data.config import SPLITS, SumoDataConfig
 from domains.traffic.data.scenes import SceneArrays, concat_scenes, decode_areas, encode_areas
 
@@ -114,10 +116,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no scene data in {folder}: {MANIFEST} is missing (run generate_scenes first)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    return read_json(path)
 
 
 def load_scenes(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
