@@ -142,10 +142,10 @@ class ToyDomain:
         demo = replace(  # what `make demo` runs: the same method, lighter (2 rounds, fewer samples and steps)
             default,
             preset="demo",
-            classifier=replace(default.classifier, steps=1500),
-            distil=replace(default.distil, steps=1500),
-            genneg=replace(default.genneg, rounds=2, samples_per_round=30_000, distil_samples=30_000),
-            eval=EvalConfig(num_samples=20_000, num_nll=2000, nll_sigmas=32),
+            classifier=replace(default.classifier, steps=1000),
+            distil=replace(default.distil, steps=1000),
+            genneg=replace(default.genneg, rounds=2, samples_per_round=20_000, distil_samples=20_000),
+            eval=EvalConfig(num_samples=10_000, num_nll=1000, nll_sigmas=32),
         )
         tiny = replace(
             default,
