@@ -86,15 +86,6 @@ class GuidedDenoiser:
                 total = total + step.detach()
         return total
 
-    def eval(self):
-        return self
-
-    def to(self, device):
-        for obj in [self.denoiser] + [getattr(t.log_prob, "__self__", None) for t in self.terms]:
-            if hasattr(obj, "to"):
-                obj.to(device)
-        return self
-
 
 def _clip(step: Tensor, sigma: Tensor, max_ratio: float) -> Tensor:
     """Limits ‖σ² · step‖ to max_ratio · σ · √d per sample, i.e. ‖step‖ to max_ratio · √d / σ."""

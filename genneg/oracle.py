@@ -21,6 +21,7 @@ import torch
 from .batch import batch_size_of, take
 
 __all__ = [
+    "OracleOutputError",
     "OracleResult",
     "Oracle",
     "FunctionOracle",
@@ -32,6 +33,11 @@ __all__ = [
     "available_oracles",
     "label",
 ]
+
+
+class OracleOutputError(ValueError):
+    """An oracle returned a malformed verdict (wrong shape, dtype or length): a bug in the oracle, never retried
+    sample by sample or recorded as undefined."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +99,13 @@ def _as_flags(a, what: str, n: int | None = None) -> np.ndarray:
         a = a.detach().cpu().numpy()
     a = np.asarray(a)
     if a.ndim != 1:
-        raise ValueError(f"oracle {what} must be a 1-D boolean array of per-sample flags, got shape {a.shape}")
+        raise OracleOutputError(f"oracle {what} must be a 1-D boolean array of per-sample flags, got shape {a.shape}")
     if a.dtype != bool:
         if a.dtype.kind not in "biu" or not np.isin(a, (0, 1)).all():
-            raise ValueError(f"oracle {what} must be boolean, got dtype {a.dtype}")
+            raise OracleOutputError(f"oracle {what} must be boolean, got dtype {a.dtype}")
         a = a.astype(bool)
     if n is not None and a.shape[0] != n:
-        raise ValueError(f"oracle {what} has {a.shape[0]} entries for a batch of {n} samples")
+        raise OracleOutputError(f"oracle {what} has {a.shape[0]} entries for a batch of {n} samples")
     return a
 
 
@@ -150,7 +156,7 @@ class AllOf:
         valid, defined, reasons = np.ones(n, bool), np.ones(n, bool), {}
         for o, r in zip(self.oracles, results):
             if len(r) != n:
-                raise ValueError(f"oracle {o.name!r} returned {len(r)} verdicts for {n} samples")
+                raise OracleOutputError(f"oracle {o.name!r} returned {len(r)} verdicts for {n} samples")
             valid &= r.valid
             defined &= r.defined
             for k, v in r.reasons.items():
@@ -223,12 +229,10 @@ def _safe_call(oracle: Oracle, samples, cond, n: int, names: Sequence[str]) -> O
     try:
         r = oracle(samples, cond)
         if len(r) != n:
-            raise ValueError(f"oracle {oracle.name!r} returned {len(r)} verdicts for {n} samples")
+            raise OracleOutputError(f"oracle {oracle.name!r} returned {len(r)} verdicts for {n} samples")
         return r
-    except ValueError as e:  # a malformed result is a bug in the oracle, not a property of one sample
-        if "verdicts for" in str(e) or "must be" in str(e) or "entries for a batch" in str(e):
-            raise
-        first = e
+    except OracleOutputError:  # a malformed result is a bug in the oracle, not a property of one sample
+        raise
     except Exception as e:  # noqa: BLE001 - any failure of user code is recorded, never fatal
         first = e
     if n == 1:

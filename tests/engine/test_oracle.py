@@ -86,3 +86,19 @@ def test_label_on_an_executor_with_a_timeout():
     with cf.ProcessPoolExecutor(2) as pool:
         r = label(FunctionOracle("p", positive), np.random.default_rng(0).normal(size=(100, 2)), batch_size=16, executor=pool)
     assert r.defined.all() and r.valid.sum() > 20
+
+
+def picky(x, cond=None):
+    x = np.asarray(x)
+    if (x[:, 0] < 0).any():
+        raise ValueError("x must be positive for the simulator")  # a per-sample failure, whatever its wording
+    return x[:, 0] > 1
+
+
+def test_sample_failures_are_told_apart_from_malformed_output_by_type():
+    r = label(FunctionOracle("picky", picky), np.array([[2.0, 0], [-1.0, 0], [0.5, 0]]))
+    assert r.defined.tolist() == [True, False, True] and r.valid.tolist() == [True, False, False]
+    from genneg.oracle import OracleOutputError
+
+    with pytest.raises(OracleOutputError):
+        label(FunctionOracle("wrong", lambda x, c: np.ones((len(x), 2), bool)), np.zeros((3, 2)))
