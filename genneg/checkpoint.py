@@ -18,12 +18,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from . import distributed
+
 __all__ = ["atomic_write", "write_json", "read_json", "save_weights", "load_weights", "save_state", "load_state"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Calls ``write(tmp_path)`` then atomically renames the temporary file to ``path``."""
+    """Calls ``write(tmp_path)`` then atomically renames the temporary file to ``path``.
+
+    Under ``torchrun`` only rank 0 writes (the other ranks hold the same state and return at once), so every
+    checkpoint, weights file and JSON record of the engine has one writer.
+    """
     path = Path(path)
+    if not distributed.is_main():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -103,7 +103,8 @@ class _Objective:
         else:
             sigma = torch.full((x0.shape[0],), self.fixed_sigma, device=x0.device, dtype=x0.dtype)
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
-        logit = model.logit(x0 + append_dims(sigma, x0.ndim) * noise, sigma, batch.get("cond"))
+        # through forward (= logit), so that DDP syncs the gradients under torchrun
+        logit = model(x0 + append_dims(sigma, x0.ndim) * noise, sigma, batch.get("cond"))
         return batch["w"] * F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="none")
 
 

@@ -15,6 +15,8 @@ examples:
   genneg train toy --preset tiny --run-dir runs/toy-tiny           # base model only
   genneg train toy --preset tiny --run-dir runs/toy-tiny --resume  # continue a killed run
   genneg sample --run-dir runs/toy-tiny --n 1000 --out samples.npz
+  genneg sample --run-dir runs/toy-tiny --n 1000000 --batch-size 8192 --workers 2 --out big/   # streamed .npy files
+  torchrun --nproc_per_node 2 -m genneg train toy --preset tiny --run-dir runs/ddp           # DDP, any command
   genneg eval --run-dir runs/toy-tiny
   genneg presets toy                                               # list presets and their settings
   genneg train toy --preset tiny --set base.steps=500 --set data.shape=\\"rings\\"
@@ -47,10 +49,11 @@ def resolve_config(domain_name: str, preset: str, sets: list[str], seed: int | N
             raise SystemExit(f"error: --set {item}: {e}") from None
     if seed is not None:
         cfg = replace(cfg, seed=seed)
-    return replace(cfg, device=_device(device))
+    return replace(cfg, device=device)
 
 
 def _device(name: str) -> str:
+    """``--device`` resolved: "auto" is CUDA when there is a GPU; "cuda" without one is an error."""
     import torch
 
     if name == "auto":
@@ -60,6 +63,30 @@ def _device(name: str) -> str:
     if name not in ("cpu", "cuda"):
         raise SystemExit(f"error: --device must be cpu, cuda or auto, got {name!r}")
     return name
+
+
+def _main_only(quiet: bool) -> bool:
+    """Whether progress bars stay off: --quiet, or not rank 0 under torchrun."""
+    from genneg import distributed
+
+    return quiet or not distributed.is_main()
+
+
+def _say(text: str) -> None:
+    """Prints on rank 0 only (every rank runs the same command under torchrun)."""
+    from genneg import distributed
+
+    if distributed.is_main():
+        print(text)
+
+
+def _sampler(cfg, batch_size: int | None):
+    """``cfg`` with ``--batch-size`` (rows per sampler call) applied."""
+    if batch_size is None:
+        return cfg
+    if batch_size < 1:
+        raise SystemExit(f"error: --batch-size must be >= 1, got {batch_size}")
+    return replace(cfg, sampler=replace(cfg.sampler, batch_size=batch_size))
 
 
 def load_run_config(run_dir: Path):
@@ -79,6 +106,10 @@ class StatsLog:
         self.path = run_dir / "stats.jsonl"
 
     def write(self, **record):
+        from genneg import distributed
+
+        if not distributed.is_main():
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({"time": time.time(), **record}, default=float) + "\n")
 
@@ -99,6 +130,7 @@ def train_callback(bar, log: StatsLog, stage: str, every: int = 20):
 def cmd_train(args):
     from tqdm import tqdm
 
+    from genneg import distributed
     from genneg.checkpoint import write_json
     from genneg.domain import get_domain
     from genneg.models import fit_base
@@ -109,12 +141,13 @@ def cmd_train(args):
         raise SystemExit(f"error: {run_dir} already holds a run; pass --resume to continue it or choose another folder")
     if args.resume and (run_dir / "config.json").exists():
         cfg = replace(load_run_config(run_dir), device=cfg.device)
+    distributed.barrier()  # every rank has looked before rank 0 writes
     write_json(run_dir / "config.json", cfg.to_dict())
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     log = StatsLog(run_dir)
-    with tqdm(total=cfg.base.steps, desc="base", disable=args.quiet) as bar:
+    with tqdm(total=cfg.base.steps, desc="base", disable=_main_only(args.quiet)) as bar:
         fit_base(domain, cfg, run_dir, resume=args.resume, callback=train_callback(bar, log, "base"))
-    print(f"wrote {run_dir / 'base.safetensors'}")
+    _say(f"wrote {run_dir / 'base.safetensors'}")
 
 
 def _load_stage(run_dir: Path, stage: str, domain_path=None):
@@ -130,38 +163,39 @@ def _load_stage(run_dir: Path, stage: str, domain_path=None):
 
 
 def cmd_sample(args):
-    import numpy as np
     from tqdm import tqdm
 
-    from genneg.generate import generate
-    from genneg.oracle import label
+    from genneg.distributed import executor, labelling_oracle
+    from genneg.generate import sample_to_disk
 
     run_dir = Path(args.run_dir)
     cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
-    cfg = replace(cfg, device=_device(args.device))
-    cond = domain.conditions(args.n, args.split, args.seed)
-    with tqdm(total=args.n, desc=f"sample {args.stage}", disable=args.quiet) as bar:
-        x0 = generate(denoiser.to(cfg.device), domain.sample_shape, args.n, cfg.sampler, cond, seed=args.seed,
-                      device=cfg.device, callback=bar.update)
-    samples = domain.decode(x0, cond)
-    result = label(domain.oracle(), samples, cond)
-    arrays = samples if isinstance(samples, dict) else {"samples": samples}
-    np.savez_compressed(args.out, **arrays, valid=result.valid, defined=result.defined,
-                        **{f"reason_{k}": v for k, v in result.reasons.items()})
-    print(f"wrote {args.n} samples to {args.out} ({100 * (1 - result.valid.mean()):.2f} % invalid)")
+    cfg = _sampler(replace(cfg, device=args.device), args.batch_size)
+    if args.n < 1:
+        raise SystemExit(f"error: --n must be >= 1, got {args.n}")
+    with executor(args.workers, args.dask_scheduler) as ex, \
+            tqdm(total=args.n, desc=f"sample {args.stage}", disable=_main_only(args.quiet)) as bar:
+        out = sample_to_disk(denoiser.to(cfg.device), domain, args.n, cfg.sampler, args.out,
+                             oracle=labelling_oracle(domain.oracle(), ex), split=args.split, seed=args.seed,
+                             device=cfg.device, callback=bar.update)
+    _say(f"wrote {args.n} samples to {out['path']} ({100 * out['invalid'] / max(args.n - out['undefined'], 1):.2f} % "
+         f"invalid" + (f", {out['undefined']} undefined" if out["undefined"] else "") + ")")
 
 
 def cmd_eval(args):
     from genneg.checkpoint import write_json
+    from genneg.distributed import executor, labelling_oracle
     from genneg.evaluate import EvalData, evaluate_denoiser
 
     run_dir = Path(args.run_dir)
     cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
-    cfg = replace(cfg, device=_device(args.device))
-    metrics, _, _ = evaluate_denoiser(denoiser.to(cfg.device), domain, cfg, EvalData(domain, cfg), domain.oracle())
+    cfg = _sampler(replace(cfg, device=args.device), args.batch_size)
+    with executor(args.workers, args.dask_scheduler) as ex:
+        metrics, _, _ = evaluate_denoiser(denoiser.to(cfg.device), domain, cfg, EvalData(domain, cfg),
+                                          labelling_oracle(domain.oracle(), ex))
     write_json(run_dir / f"eval_{args.stage}.json", metrics)
     StatsLog(run_dir).write(stage=f"eval_{args.stage}", **{"metrics": metrics})
-    print(format_metrics(args.stage, metrics))
+    _say(format_metrics(args.stage, metrics))
 
 
 def format_metrics(stage: str, m: dict) -> str:
@@ -178,13 +212,16 @@ def format_metrics(stage: str, m: dict) -> str:
 
 
 def cmd_data(args):
+    from genneg.distributed import executor
     from genneg.domain import get_domain
 
-    cfg = resolve_config(args.domain, args.preset, args.set, args.seed, "cpu", args.domain_path)
+    cfg = resolve_config(args.domain, args.preset, args.set, args.seed, args.device, args.domain_path)
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     if not hasattr(domain, "prepare_data"):
         raise SystemExit(f"error: domain {cfg.domain!r} generates its data on the fly; nothing to prepare")
-    path = domain.prepare_data(workers=args.workers, progress=None if args.quiet else print)
+    with executor(args.workers, args.dask_scheduler) as ex:
+        kwargs = {"executor": ex} if ex is not None else {}
+        path = domain.prepare_data(workers=args.workers, progress=None if args.quiet else print, **kwargs)
     print(f"data ready: {path}")
 
 
@@ -219,6 +256,8 @@ class TqdmUI:
 
 
 def cmd_run(args):
+    from genneg import distributed
+    from genneg.distributed import executor
     from genneg.domain import get_domain
     from genneg.run import run
 
@@ -226,19 +265,26 @@ def cmd_run(args):
     run_dir = Path(args.run_dir or f"runs/{args.domain}-{args.preset}")
     if args.resume and (run_dir / "config.json").exists():
         cfg = replace(load_run_config(run_dir), device=cfg.device)
+    cfg = _sampler(cfg, args.batch_size)
     if args.seeds < 1:
         raise SystemExit("error: --seeds must be >= 1")
+    if args.workers > 1 and (distributed.is_distributed() or args.oracle_workers > 1 or args.dask_scheduler):
+        raise SystemExit("error: --workers (seeds in parallel processes) cannot be combined with torchrun, "
+                         "--oracle-workers or --dask-scheduler; run the seeds one after another")
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     names = args.oracle.split(",") if args.oracle else None
     domain.oracle(names)  # fail early on unknown oracle names
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        agg = run(domain, cfg, run_dir, seeds=args.seeds, resume=args.resume, ui=TqdmUI(StatsLog(run_dir), args.quiet),
-                  oracle_names=names, workers=args.workers, domain_path=args.domain_path)
+        with executor(args.oracle_workers, args.dask_scheduler) as ex:
+            agg = run(domain, cfg, run_dir, seeds=args.seeds, resume=args.resume,
+                      ui=TqdmUI(StatsLog(run_dir), _main_only(args.quiet)), oracle_names=names, workers=args.workers,
+                      domain_path=args.domain_path, **({"executor": ex} if ex is not None else {}))
     except FileExistsError as e:
         raise SystemExit(f"error: {e}") from None
-    print((run_dir / "report.md").read_text())
-    print(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; summed stage time {agg['wall_seconds'] / 60:.1f} min)")
+    _say((run_dir / "report.md").read_text())
+    _say(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; summed stage time "
+         f"{agg['wall_seconds'] / 60:.1f} min)")
 
 
 def cmd_new_domain(args):
@@ -256,6 +302,16 @@ def cmd_new_domain(args):
 # ------------------------------------------------------------------------------------------------------- parser
 
 
+def scale_options(sp, what: str):
+    """--batch-size, --workers and --dask-scheduler of a command that samples and labels."""
+    sp.add_argument("--batch-size", type=int, default=None,
+                    help="rows per sampler call; bounds memory (default: the run's sampler.batch_size)")
+    sp.add_argument("--workers", type=int, default=1,
+                    help=f"processes that {what} runs on (default: %(default)s, in this process)")
+    sp.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                    help=f"run {what} on this Dask cluster, e.g. tcp://10.0.0.1:8786 (pip install 'genneg[dask]')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genneg", description="Gen-neG: keep diffusion models away from invalid samples.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. base.steps=500")
             sp.add_argument("--seed", type=int, default=None, help="run seed (default: the preset's)")
         sp.add_argument("--domain-path", default=None, help="a local folder with a domain package (make_domain)")
-        sp.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+        sp.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
+                        help="where networks run; auto = cuda when a GPU is there (default: %(default)s). Under "
+                             "torchrun each process takes the GPU of its LOCAL_RANK")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.formatter_class = argparse.RawDescriptionHelpFormatter
         sp.epilog = EXAMPLES
@@ -283,16 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     common(s, domain=False)
     s.add_argument("--run-dir", required=True)
     s.add_argument("--stage", default="base", help="base, distilled, ... (a *.safetensors in the run folder)")
-    s.add_argument("--n", type=int, default=1000)
+    s.add_argument("--num-samples", "--n", dest="n", type=int, default=1000,
+                   help="samples to draw (default: %(default)s; under torchrun spell it --num-samples)")
     s.add_argument("--split", default="test", help="split whose conditions to generate on")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="output .npz")
+    s.add_argument("--out", required=True, help="a .npz archive, or a folder of .npy files (any other path); written "
+                   "batch by batch, so n is bounded by the disk, not by memory")
+    scale_options(s, "oracle labelling")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="infraction rate (Wilson interval, per reason) and NLL bound of a stage")
     common(e, domain=False)
     e.add_argument("--run-dir", required=True)
     e.add_argument("--stage", default="base")
+    scale_options(e, "oracle labelling")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("run", help="the whole Gen-neG pipeline with baselines, evaluated and reported")
@@ -302,11 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run at the stage where it stopped")
     r.add_argument("--oracle", default=None, help="comma-separated oracle names to guide against (default: the domain's)")
     r.add_argument("--workers", type=int, default=1, help="seeds run in parallel processes (default: %(default)s)")
+    r.add_argument("--oracle-workers", type=int, default=1,
+                   help="processes that oracle labelling runs on (default: %(default)s, in this process)")
+    r.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="run oracle labelling on this Dask cluster, e.g. tcp://10.0.0.1:8786 (pip install 'genneg[dask]')")
+    r.add_argument("--batch-size", type=int, default=None, help="rows per sampler call; bounds memory (default: the preset's)")
     r.set_defaults(func=cmd_run)
 
     da = sub.add_parser("data", help="generate and cache a domain's data for a preset (e.g. SUMO scenes)")
     common(da)
     da.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
+    da.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                    help="generate on this Dask cluster instead of local processes (pip install 'genneg[dask]')")
     da.set_defaults(func=cmd_data)
 
     pr = sub.add_parser("presets", help="list a domain's presets")
@@ -327,16 +396,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genneg import distributed
+
     args = build_parser().parse_args(argv)
+    if hasattr(args, "workers") and args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
+        if hasattr(args, "device"):  # under torchrun: join the process group, take this rank's GPU
+            args.device = distributed.init(_device(args.device))
         args.func(args)
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as e:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, ImportError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
     return 0
 
 

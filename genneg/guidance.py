@@ -62,18 +62,25 @@ class GuidedDenoiser:
         sigma = as_sigma(sigma, x)
         with torch.no_grad():
             denoised = self.denoiser(x, sigma, cond)
-        masks = [t.active(sigma) for t in self.terms]
-        if not any(bool(m.any()) for m in masks):
+        masks, live = self._masks(sigma)
+        if not any(live):
             return denoised  # identity when no term is active
-        return denoised + append_dims(sigma**2, x.ndim) * self.score_correction(x, sigma, cond, masks)
+        return denoised + append_dims(sigma**2, x.ndim) * self.score_correction(x, sigma, cond, (masks, live))
 
-    def score_correction(self, x: Tensor, sigma: Tensor, cond: Any, masks: list[Tensor] | None = None) -> Tensor:
+    def _masks(self, sigma: Tensor) -> tuple[list[Tensor], list[bool]]:
+        """Each term's mask ``[B]`` and whether it is active anywhere in the batch. The flags are the one
+        device-to-host read of a guided call (all terms in one transfer): it lets inactive classifiers cost nothing."""
+        masks = [t.active(sigma) for t in self.terms]
+        live = torch.stack([m.any() for m in masks]).tolist() if masks else []
+        return masks, live
+
+    def score_correction(self, x: Tensor, sigma: Tensor, cond: Any, masks=None) -> Tensor:
         """Σ_k w_k ∇ₓ log C_k(x, σ) (zero where a term is inactive), ``[B, ...]``."""
-        masks = masks or [t.active(sigma) for t in self.terms]
+        masks, live = masks or self._masks(sigma)
         total = torch.zeros_like(x)
         with torch.enable_grad():
-            for term, m in zip(self.terms, masks):
-                if not m.any():
+            for term, m, on in zip(self.terms, masks, live):
+                if not on:
                     continue
                 xg = x.detach().requires_grad_(True)
                 lp = term.log_prob(xg, sigma, cond)

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from . import distributed  # noqa: E402
 from .checkpoint import write_json  # noqa: E402
 from .config import BASELINES, RunConfig  # noqa: E402
 from .stats import mean_interval  # noqa: E402
@@ -177,9 +178,15 @@ def plot_samples(domain, stages: list[str], seed_dir: Path, path: Path):
 
 
 def write_report(domain, cfg: RunConfig, run_dir: Path, per_seed: dict[int, dict]) -> dict:
-    """Writes report.md, results.json and figures/ to ``run_dir``; returns the aggregate."""
+    """Writes report.md, results.json and figures/ to ``run_dir``; returns the aggregate.
+
+    Under ``torchrun`` rank 0 writes; the other ranks wait for it, so every rank can read the report after.
+    """
     agg = aggregate(cfg, per_seed)
     wall = sum(rec.get("seconds", 0.0) for st in per_seed.values() for rec in st.values())
+    if not distributed.is_main():
+        distributed.barrier()
+        return {**agg, "wall_seconds": wall}
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     plot_tradeoff(agg, fig_dir / "infraction_vs_nll.png")
@@ -189,4 +196,5 @@ def write_report(domain, cfg: RunConfig, run_dir: Path, per_seed: dict[int, dict
     tmp = run_dir / ".report.md.tmp"
     tmp.write_text(markdown(domain.name, cfg, agg, wall, len(per_seed)))
     tmp.replace(run_dir / "report.md")
+    distributed.barrier()
     return {**agg, "wall_seconds": wall}

@@ -27,6 +27,7 @@ from .genneg import RoundResult, distil, load_classifier, run_round, stack
 from .models import fit_base, load_denoiser
 from .oracle import OracleResult
 from .stats import wilson_interval
+from . import distributed
 
 __all__ = ["run_seed", "run", "NullUI", "load_seed"]
 
@@ -108,6 +109,8 @@ def _save_samples(path: Path, samples, result: OracleResult):
 
 
 def load_samples(path: Path) -> tuple[Any, OracleResult]:
+    if not distributed.is_main():  # under torchrun every rank holds the same samples; rank 0 writes them
+        return
     z = np.load(path, allow_pickle=False)
     samples = z["samples"] if "samples" in z else {k[2:]: z[k] for k in z.files if k.startswith("s_")}
     reasons = {k[2:]: z[k] for k in z.files if k.startswith("r_")}
@@ -202,11 +205,13 @@ def rejection_metrics(base: dict) -> dict:
 
 
 def run(domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: bool = False, ui=None,
-        oracle_names: list[str] | None = None, workers: int = 1, domain_path: str | None = None) -> dict:
+        oracle_names: list[str] | None = None, workers: int = 1, domain_path: str | None = None,
+        executor=None) -> dict:
     """Runs ``seeds`` independent seeds (cfg.seed, cfg.seed + 1, ...) and writes the aggregate report.
 
     With ``workers > 1`` seeds run in parallel processes (one torch thread each); each rebuilds the domain from
     ``cfg.data`` (and ``domain_path``), so the domain object itself never crosses a process boundary.
+    ``executor`` (a process pool, a Dask client's executor) runs every oracle labelling of the run instead.
     """
     from .report import write_report
 
@@ -215,10 +220,13 @@ def run(domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: 
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another folder")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if executor is not None and workers > 1 and seeds > 1:
+        raise ValueError("an oracle executor cannot be shared with seeds running in worker processes")
+    distributed.barrier()  # under torchrun: every rank has looked for config.json before rank 0 writes it
     write_json(run_dir / "config.json", cfg.to_dict())
     cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(seeds)]
     if workers == 1 or seeds == 1:
-        oracle = domain.oracle(oracle_names)
+        oracle = distributed.labelling_oracle(domain.oracle(oracle_names), executor)
         per_seed = {c.seed: run_seed(domain, c, run_dir / f"seed{c.seed}", oracle, resume=resume, ui=ui) for c in cfgs}
     else:
         import concurrent.futures as cf

@@ -22,30 +22,56 @@ def to_d(x: Tensor, sigma: Tensor, denoised: Tensor) -> Tensor:
     return (x - denoised) / append_dims(sigma, x.ndim)
 
 
-def _check(x: Tensor, sigmas: Tensor):
+def _check(x: Tensor, sigmas: Tensor) -> list[float]:
+    """Validates the inputs; returns the schedule as Python floats, read from the device once, so that no step of the
+    loop has to ask the device where it is."""
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must have shape [B, ...] with B > 0, got {tuple(x.shape)}")
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise ValueError("sigmas must be a 1-D schedule with at least two entries (e.g. karras_sigmas(n, ...))")
-    if (sigmas[:-1] <= sigmas[1:]).any() or (sigmas < 0).any():
+    host = sigmas.detach().cpu().tolist()
+    if any(a <= b for a, b in zip(host, host[1:])) or min(host) < 0:
         raise ValueError("sigmas must be non-negative and strictly decreasing")
     check_finite(x, "initial noise x")
+    return host
 
 
-def _denoise(denoiser: Denoiser, x: Tensor, sigma: Tensor, cond: Any) -> Tensor:
+class _FiniteWatch:
+    """Notes, on the device, the first evaluation whose denoiser output is not finite; read once, after the loop.
+
+    Checking every step on the host would stall the device every step (a hidden device-to-host copy).
+    """
+
+    def __init__(self, x: Tensor):
+        self.step = torch.full((), -1, dtype=torch.long, device=x.device)
+
+    def update(self, out: Tensor, i: int) -> None:
+        bad = ~torch.isfinite(out).all()
+        self.step = torch.where(bad & (self.step < 0), i, self.step)
+
+    def check(self, sigmas: list[float]) -> None:
+        i = int(self.step)  # the schedule index of the first bad evaluation
+        if i >= 0:
+            raise ValueError(f"denoiser output at sigma={sigmas[i]:.4g} (schedule index {i}) contains non-finite "
+                             "values (NaN or inf)")
+
+
+def _denoise(denoiser: Denoiser, x: Tensor, sigma: Tensor, cond: Any, watch: _FiniteWatch, i: int) -> Tensor:
     out = denoiser(x, sigma.expand(x.shape[0]), cond)
     if out.shape != x.shape:
         raise ValueError(f"denoiser returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
-    return check_finite(out, f"denoiser output at sigma={sigma.item():.4g}")
+    watch.update(out, i)
+    return out
 
 
-def _heun_step(denoiser: Denoiser, x: Tensor, s: Tensor, s_next: Tensor, cond: Any) -> tuple[Tensor, Tensor]:
-    """One step of the probability-flow ODE from σ = s to s_next: Heun, or Euler when s_next is 0."""
-    denoised = _denoise(denoiser, x, s, cond)
+def _heun_step(denoiser: Denoiser, x: Tensor, s: Tensor, s_next: Tensor, cond: Any, last: bool, watch: _FiniteWatch,
+               i: int) -> tuple[Tensor, Tensor]:
+    """One step of the probability-flow ODE from σ = s to s_next: Heun, or Euler onto σ = 0 (``last``)."""
+    denoised = _denoise(denoiser, x, s, cond, watch, i)
     d = to_d(x, s.expand(x.shape[0]), denoised)
     x_next = x + d * (s_next - s)
-    if s_next > 0:
-        d2 = to_d(x_next, s_next.expand(x.shape[0]), _denoise(denoiser, x_next, s_next, cond))
+    if not last:
+        d2 = to_d(x_next, s_next.expand(x.shape[0]), _denoise(denoiser, x_next, s_next, cond, watch, i + 1))
         x_next = x + (d + d2) / 2 * (s_next - s)
     return x_next, denoised
 
@@ -66,13 +92,14 @@ def sample_heun(
         sigmas: ``[n + 1]`` decreasing schedule ending in 0 (see ``karras_sigmas``).
         callback: called after every step with ``{"i", "x", "sigma", "denoised"}``.
     """
-    _check(x, sigmas)
-    sigmas = sigmas.to(x.device, x.dtype)
-    for i in range(len(sigmas) - 1):
+    host = _check(x, sigmas)
+    sigmas, watch = sigmas.to(x.device, x.dtype), _FiniteWatch(x)
+    for i in range(len(host) - 1):
         s = sigmas[i]
-        x, denoised = _heun_step(denoiser, x, s, sigmas[i + 1], cond)
+        x, denoised = _heun_step(denoiser, x, s, sigmas[i + 1], cond, host[i + 1] == 0, watch, i)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s, "denoised": denoised})
+    watch.check(host)
     return x
 
 
@@ -94,22 +121,23 @@ def sample_stochastic(
 
     ``s_churn = 0`` reduces it to ``sample_heun``. ``generator`` makes the injected noise reproducible.
     """
-    _check(x, sigmas)
+    host = _check(x, sigmas)
     if s_churn < 0:
         raise ValueError(f"s_churn must be >= 0, got {s_churn}")
-    sigmas = sigmas.to(x.device, x.dtype)
-    n = len(sigmas) - 1
+    sigmas, watch = sigmas.to(x.device, x.dtype), _FiniteWatch(x)
+    n = len(host) - 1
     gamma_max = min(s_churn / n, math.sqrt(2) - 1)
     for i in range(n):
         s, s_next = sigmas[i], sigmas[i + 1]
-        gamma = gamma_max if s_tmin <= s.item() <= s_tmax else 0.0
+        gamma = gamma_max if s_tmin <= host[i] <= s_tmax else 0.0
         s_hat = s * (1 + gamma)
         if gamma > 0:
             eps = _randn_like(x, generator) * s_noise
             x = x + eps * (s_hat**2 - s**2).sqrt()
-        x, denoised = _heun_step(denoiser, x, s_hat, s_next, cond)
+        x, denoised = _heun_step(denoiser, x, s_hat, s_next, cond, host[i + 1] == 0, watch, i)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": s_hat, "denoised": denoised})
+    watch.check(host)
     return x
 
 

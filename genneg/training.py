@@ -1,13 +1,18 @@
 """One training loop for every network in the project: base denoiser, classifiers, distilled students.
 
-AdamW, EMA of the weights, gradient clipping, linear LR warm-up (then constant or cosine), and resumable
-checkpoints. Every random draw of the loop (batch indices, σ, noise) comes from one ``torch.Generator`` whose state
-is checkpointed, so a run killed and resumed ends bit-for-bit equal to an uninterrupted one.
+AdamW, EMA of the weights, gradient clipping, linear LR warm-up (then constant or cosine), optional bf16 autocast,
+and resumable checkpoints. Every random draw of the loop (batch indices, σ, noise) comes from one ``torch.Generator``
+whose state is checkpointed, so a run killed and resumed ends bit-for-bit equal to an uninterrupted one.
+
+Under ``torchrun`` the model is wrapped in DistributedDataParallel: each rank draws its share of every batch from its
+own shard of the data with its own generator, gradients are averaged over ranks, the reported loss is the mean over
+the whole batch, and rank 0 alone writes checkpoints (holding every rank's generator state) and weights.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -16,13 +21,16 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
+from . import distributed
 from .batch import batch_size_of, take, to_device
 from .checkpoint import load_state, save_state, save_weights
 
 __all__ = ["TrainConfig", "train", "TrainResult", "seeded"]
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class TrainConfig:
         ema_decay: EMA of the weights; the EMA copy is what gets saved and used.
         checkpoint_every: steps between train-state checkpoints (0: only at the end).
         seed: seeds the loop's generator (batches, σ, noise) and nothing else.
+        precision: "fp32", or "bf16" to run the forward pass and loss under ``torch.autocast`` in bfloat16 (weights,
+            optimiser and EMA stay fp32). Meant for CUDA; on a CPU it works but is usually slower.
     """
 
     steps: int = 2000
@@ -52,6 +62,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     checkpoint_every: int = 500
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -65,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.warmup < 0 or self.checkpoint_every < 0 or self.grad_clip < 0:
             raise ValueError("warmup, checkpoint_every and grad_clip must be >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
 
     def lr_at(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
@@ -111,11 +124,15 @@ def train(
     """Trains ``model`` in place on ``loss_fn(model, batch, generator) -> [B] or scalar``.
 
     Args:
+        loss_fn: must run the network through its ``forward`` (``model(...)``): under ``torchrun`` the model it gets
+            is a DDP wrapper, which syncs gradients only for what goes through ``forward`` (other attributes are
+            passed through to the module, for parameter-free helpers such as ``loss_weight``).
         data: a batch-first structure (tensor, or dict/tuple of tensors) from which batches are drawn.
         run_dir: where ``{name}.state.pt`` (resumable) and ``{name}.safetensors`` (EMA weights) are written.
         resume: continue from ``{name}.state.pt`` in ``run_dir`` if it exists.
         config_to_save: JSON-able config stored in the safetensors metadata.
-        callback: called every step with ``{"step", "loss", "lr", "grad_norm"}``.
+        callback: called every step with ``{"step", "loss", "lr", "grad_norm"}`` (the loss is the whole batch's mean,
+            over every rank).
 
     Returns:
         The EMA model (a copy; ``model`` holds the raw weights) and the final step.
@@ -123,66 +140,126 @@ def train(
     n = batch_size_of(data)
     if n == 0:
         raise ValueError(f"cannot train {name!r} on an empty dataset")
+    world = distributed.world_size()
+    if n < world or cfg.batch_size < world:
+        raise ValueError(f"cannot split {name!r} over {world} ranks: {n} rows and batches of {cfg.batch_size}")
     device = next(model.parameters()).device
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    gen = torch.Generator(device="cpu").manual_seed(distributed.rank_seed(cfg.seed))
     state_path = Path(run_dir) / f"{name}.state.pt" if run_dir else None
-    with seeded(cfg.seed):  # layers that draw from the global generator (dropout) get a seeded, checkpointed stream
-        step, loss_val = _loop(model, ema, opt, gen, loss_fn, data, n, device, cfg, state_path, resume, callback, name)
+    loop = _Loop(model, ema, opt, gen, cfg, name)
+    # layers that draw from the global generator (dropout) get a seeded, checkpointed stream
+    with seeded(distributed.rank_seed(cfg.seed)):
+        if resume and state_path is not None and state_path.exists():
+            loop.restore(load_state(state_path))
+        loop.run(loss_fn, data, n, device, state_path, callback)
+        # inside the seeded block, so the global generator saved is the loop's; every rank takes part (it gathers
+        # their generators), rank 0 writes
+        snapshot = loop.snapshot() if run_dir is not None else None
+    _check_ranks_agree(ema, name)
     if run_dir is not None:
-        save_weights(Path(run_dir) / f"{name}.safetensors", ema, {"train": asdict(cfg), **(config_to_save or {})})
-        save_state(state_path, _snapshot(model, ema, opt, gen, step, cfg))
-    return TrainResult(ema, step, loss_val)
+        if distributed.is_main():
+            save_weights(Path(run_dir) / f"{name}.safetensors", ema, {"train": asdict(cfg), **(config_to_save or {})})
+            save_state(state_path, snapshot)
+        distributed.barrier()  # nobody reads the weights before they are there
+    return TrainResult(ema, loop.step, loop.loss)
 
 
-def _loop(model, ema, opt, gen, loss_fn, data, n, device, cfg, state_path, resume, callback, name):
-    step, loss_val = 0, float("nan")
-    if resume and state_path is not None and state_path.exists():
-        step = _restore(load_state(state_path), model, ema, opt, gen, cfg)
-    model.train()
-    while step < cfg.steps:
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        batch = to_device(take(data, idx), device)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr_at(step)
-        loss = loss_fn(model, batch, gen).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{name}: loss became {loss.item()} at step {step}; lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
-        opt.step()
-        _ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        step, loss_val = step + 1, loss.item()
-        if callback:
-            callback({"step": step, "loss": loss_val, "lr": cfg.lr_at(step - 1), "grad_norm": float(gnorm)})
-        if state_path is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            save_state(state_path, _snapshot(model, ema, opt, gen, step, cfg))
-    return step, loss_val
+def _check_ranks_agree(model: nn.Module, name: str) -> None:
+    """Under torchrun, every rank must end with the same weights; a mismatch means gradients were not synced."""
+    if not distributed.is_distributed():
+        return
+    digest = hashlib.sha256()
+    for t in model.state_dict().values():
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    if len(set(distributed.all_gather_objects(digest.hexdigest()))) > 1:
+        raise RuntimeError(f"{name}: the ranks ended with different weights; does the loss function call the model "
+                           "through forward (model(...))?")
 
 
-def _snapshot(model, ema, opt, gen, step, cfg) -> dict:
-    return {
-        "step": step,
-        "model": model.state_dict(),
-        "ema": ema.state_dict(),
-        "opt": opt.state_dict(),
-        "rng": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),  # dropout and other layers draw from the global generator
-        "cfg": asdict(cfg),
-    }
+class _DDP(DistributedDataParallel):
+    """DDP that passes unknown attributes through to the wrapped module (``loss_weight`` and the like)."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
 
 
-def _restore(state: dict, model, ema, opt, gen, cfg) -> int:
-    saved = state.get("cfg", {})
-    changed = {k for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every") and saved.get(k) != v}
-    if changed:
-        raise ValueError(f"cannot resume: the train config changed since the checkpoint ({', '.join(sorted(changed))})")
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["opt"])
-    gen.set_state(state["rng"])
-    if "torch_rng" in state:
-        torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+class _Loop:
+    """The optimisation loop's state: model, EMA, optimiser, generator, step; checkpointed as one snapshot."""
+
+    def __init__(self, model, ema, opt, gen, cfg: TrainConfig, name: str):
+        self.model, self.ema, self.opt, self.gen, self.cfg, self.name = model, ema, opt, gen, cfg, name
+        self.step, self.loss = 0, float("nan")
+
+    def run(self, loss_fn, data, n, device, state_path, callback):
+        cfg, world, rank = self.cfg, distributed.world_size(), distributed.rank()
+        rows = torch.arange(rank, n, world)  # this rank's shard of the data
+        local = cfg.batch_size // world + (rank < cfg.batch_size % world)  # this rank's share of each batch
+        net = self.model
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            net = _DDP(self.model, device_ids=ids, static_graph=True)
+        dtype = PRECISIONS[cfg.precision]
+        self.model.train()
+        while self.step < cfg.steps:
+            idx = torch.randint(0, len(rows), (local,), generator=self.gen)
+            batch = to_device(take(data, idx if world == 1 else rows[idx]), device)
+            for g in self.opt.param_groups:
+                g["lr"] = cfg.lr_at(self.step)
+            with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                loss = loss_fn(net, batch, self.gen).float().mean()
+            mean = loss if world == 1 else distributed.all_reduce_sum(loss.detach() * local) / cfg.batch_size
+            if not torch.isfinite(mean):
+                raise FloatingPointError(f"{self.name}: loss became {mean.item()} at step {self.step}; lower the learning rate")
+            self.opt.zero_grad(set_to_none=True)
+            # DDP averages gradients over ranks; scaling by the share of the batch makes that the whole batch's mean
+            (loss if world == 1 else loss * (local * world / cfg.batch_size)).backward()
+            gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+            self.opt.step()
+            _ema_update(self.ema, self.model, min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
+            self.step, self.loss = self.step + 1, mean.item()
+            if callback:
+                callback({"step": self.step, "loss": self.loss, "lr": cfg.lr_at(self.step - 1), "grad_norm": float(gnorm)})
+            if state_path is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 \
+                    and self.step < cfg.steps:
+                snapshot = self.snapshot()
+                if distributed.is_main():
+                    save_state(state_path, snapshot)
+
+    def snapshot(self) -> dict:
+        rngs = distributed.all_gather_objects((self.gen.get_state(), torch.get_rng_state()))
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "rng": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),  # dropout and other layers draw from the global generator
+            "cfg": asdict(self.cfg),
+        }
+        if len(rngs) > 1:
+            state.update(world_size=len(rngs), rank_rng=[g for g, _ in rngs], rank_torch_rng=[t for _, t in rngs])
+        return state
+
+    def restore(self, state: dict) -> None:
+        saved, defaults = state.get("cfg", {}), asdict(TrainConfig())
+        changed = {k for k, v in asdict(self.cfg).items()
+                   if k not in ("steps", "checkpoint_every") and saved.get(k, defaults[k]) != v}
+        if changed:
+            raise ValueError(f"cannot resume: the train config changed since the checkpoint ({', '.join(sorted(changed))})")
+        world, saved_world = distributed.world_size(), int(state.get("world_size", 1))
+        if saved_world != world:
+            raise ValueError(f"cannot resume: the checkpoint was written by {saved_world} process(es), this run has "
+                             f"{world}; resume with the same number of processes")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        rank = distributed.rank()
+        self.gen.set_state(state["rng"] if world == 1 else state["rank_rng"][rank])
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"] if world == 1 else state["rank_torch_rng"][rank])
+        self.step = int(state["step"])

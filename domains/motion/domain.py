@@ -65,9 +65,10 @@ class MotionDomain:
     def skinned(self) -> SkinnedBody:
         return SkinnedBody(self.body)
 
-    def prepare_data(self, *, workers: int = 1, progress=None) -> Path:
-        """`genneg data motion`: builds and caches the windows (``workers`` is unused: it takes seconds)."""
-        return cache_windows(self.windows, self.body, self.cache_dir, callback=progress)
+    def prepare_data(self, *, workers: int = 1, progress=None, executor=None) -> Path:
+        """`genneg data motion`: builds and caches the windows; ``executor`` (e.g. a Dask client's) retargets the
+        clips in parallel (``workers`` alone is unused: a local build takes seconds)."""
+        return cache_windows(self.windows, self.body, self.cache_dir, callback=progress, executor=executor)
 
     @cached_property
     def data(self) -> dict[str, np.ndarray]:

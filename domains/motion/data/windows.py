@@ -6,6 +6,7 @@ cross a segment boundary. Windows hold up to ``window`` frames; shorter ones are
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import os
@@ -138,12 +139,15 @@ def _clip_windows(name, root, local, cfg: WindowConfig, rng: np.random.Generator
     return out
 
 
-def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Callable[[str], None] | None = None):
+def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Callable[[str], None] | None = None,
+                  executor: cf.Executor | None = None):
     """All windows of the configured clips, deterministic given ``cfg`` and the body.
 
     Args:
         body: a ``body.Body`` (default: ``load_body()``, the proxy unless GENNEG_SMPL_MODEL is set).
         callback: called with each clip's name once it is processed.
+        executor: retargets and grounds the clips in parallel (a process pool, a Dask client's executor); the
+            windows are then cut here in clip order, so the result is the same as without one.
 
     Returns:
         dict of numpy arrays over N windows: ``features`` [N, T, 147] float32 (zero padding), ``mask`` [N, T]
@@ -157,8 +161,13 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
         body = load_body()
     rng = np.random.default_rng(cfg.seed)
     rows = []
-    for path in _clip_paths(cfg):
-        name, root, local = clip_motion(path, cfg, body)
+    paths = _clip_paths(cfg)
+    if executor is None:
+        motions = (clip_motion(path, cfg, body) for path in paths)
+    else:
+        futures = [executor.submit(clip_motion, str(path), cfg, body) for path in paths]
+        motions = (f.result() for f in futures)
+    for name, root, local in motions:
         rows += _clip_windows(name, root, local, cfg, rng)
         if callback:
             callback(name)
@@ -204,7 +213,7 @@ def _manifest(cfg: WindowConfig, data: dict) -> dict:
 
 
 def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str | Path | None = None,
-                  callback: Callable[[str], None] | None = None) -> Path:  # fmt: skip
+                  callback: Callable[[str], None] | None = None, executor: cf.Executor | None = None) -> Path:  # fmt: skip
     """Builds the windows once and stores them as ``motion-windows-<key>.npz`` + a JSON manifest beside it.
 
     The key hashes the config, the body's name and the pipeline version, so a change rebuilds.
@@ -218,7 +227,7 @@ def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str 
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"motion-windows-{_cache_key(cfg, body.name)}.npz"
     if not path.is_file():
-        data = build_windows(cfg, body, callback)
+        data = build_windows(cfg, body, callback, executor)
         manifest = json.dumps(_manifest(cfg, data), indent=2).encode()
         _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(manifest))
         _atomic_write(path, lambda fh: np.savez_compressed(fh, **data))
