@@ -219,9 +219,12 @@ def cmd_data(args):
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     if not hasattr(domain, "prepare_data"):
         raise SystemExit(f"error: domain {cfg.domain!r} generates its data on the fly; nothing to prepare")
-    with executor(args.workers, args.dask_scheduler) as ex:
-        kwargs = {"executor": ex} if ex is not None else {}
-        path = domain.prepare_data(workers=args.workers, progress=None if args.quiet else print, **kwargs)
+    progress = None if args.quiet else print
+    if args.dask_scheduler:  # the domain's jobs go to the cluster
+        with executor(dask_scheduler=args.dask_scheduler) as ex:
+            path = domain.prepare_data(workers=args.workers, progress=progress, executor=ex)
+    else:  # the domain's own pool of --workers processes
+        path = domain.prepare_data(workers=args.workers, progress=progress)
     print(f"data ready: {path}")
 
 

@@ -176,7 +176,8 @@ def gather_chunks(parts: Sequence[tuple[int, Any]]) -> list:
 
 
 @contextmanager
-def executor(workers: int = 1, dask_scheduler: str | None = None) -> Iterator[cf.Executor | None]:
+def executor(workers: int = 1, dask_scheduler: str | None = None, *,
+             connect_timeout: float = 30.0) -> Iterator[cf.Executor | None]:
     """The executor that labelling and data generation run on.
 
     Args:
@@ -184,6 +185,7 @@ def executor(workers: int = 1, dask_scheduler: str | None = None) -> Iterator[cf
         dask_scheduler: address of a running Dask scheduler ("tcp://host:8786"); its cluster's workers run the jobs
             instead (``workers`` is then ignored). Needs ``pip install 'genneg[dask]'``; the workers must be able
             to import genneg and the domain's oracles.
+        connect_timeout: seconds to wait for the scheduler before giving up with a ValueError.
     """
     if dask_scheduler:
         try:
@@ -191,7 +193,7 @@ def executor(workers: int = 1, dask_scheduler: str | None = None) -> Iterator[cf
         except ImportError as e:
             raise ImportError("--dask-scheduler needs dask.distributed: pip install 'genneg[dask]'") from e
         try:
-            client = Client(dask_scheduler, timeout="30s")
+            client = Client(dask_scheduler, timeout=f"{connect_timeout}s")
         except OSError as e:
             raise ValueError(f"cannot reach the Dask scheduler at {dask_scheduler!r} ({e})") from None
         try:

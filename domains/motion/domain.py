@@ -8,6 +8,7 @@ frames; padded frames are 0. ``cond`` is a dict of tensors: ``label`` int64 ``[B
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -68,7 +69,12 @@ class MotionDomain:
     def prepare_data(self, *, workers: int = 1, progress=None, executor=None) -> Path:
         """`genneg data motion`: builds and caches the windows; ``executor`` (e.g. a Dask client's) retargets the
         clips in parallel (``workers`` alone is unused: a local build takes seconds)."""
-        return cache_windows(self.windows, self.body, self.cache_dir, callback=progress, executor=executor)
+        from .body import SMPL_MODEL_ENV
+
+        model = str(self.model or os.environ.get(SMPL_MODEL_ENV) or "proxy")  # resolved here, not on the workers
+        cache = None if self.cache_dir is None else str(self.cache_dir)
+        return cache_windows(self.windows, self.body, self.cache_dir, callback=progress, executor=executor,
+                             body_source=(model, cache))
 
     @cached_property
     def data(self) -> dict[str, np.ndarray]:

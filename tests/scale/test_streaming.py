@@ -120,11 +120,8 @@ def test_generate_still_draws_one_sequential_stream():
     assert torch.equal(x1, x2) and x1.shape == (40, 2)
 
 
-def test_cli_sample_streams_with_a_batch_size(tmp_path):
-    run = tmp_path / "run"
-    base = [sys.executable, "-m", "genneg"]
-    subprocess.run([*base, "train", "toy", "--preset", "tiny", "--set", "base.steps=20", "--run-dir", str(run),
-                    "--quiet", "--device", "cpu"], check=True, env=ENV, capture_output=True)
+def test_cli_sample_streams_with_a_batch_size(toy_run, tmp_path):
+    run, base = toy_run, [sys.executable, "-m", "genneg"]
     p = subprocess.run([*base, "sample", "--run-dir", str(run), "--num-samples", "900", "--batch-size", "200",
                         "--out", str(tmp_path / "s"), "--quiet", "--device", "cpu"], env=ENV, capture_output=True,
                        text=True)

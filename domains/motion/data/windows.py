@@ -7,6 +7,7 @@ cross a segment boundary. Windows hold up to ``window`` frames; shorter ones are
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import os
@@ -139,8 +140,21 @@ def _clip_windows(name, root, local, cfg: WindowConfig, rng: np.random.Generator
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _worker_body(model: str, cache_dir: str | None):
+    """The body a worker process poses with, loaded once per process (not shipped with every job)."""
+    from ..body import load_body
+
+    return load_body(model, cache_dir=cache_dir)
+
+
+def _clip_job(path: str, cfg: WindowConfig, body) -> tuple[str, np.ndarray, np.ndarray]:
+    """``clip_motion`` on an executor; ``body`` is a Body, or ``(model, cache_dir)`` to load it on the worker."""
+    return clip_motion(path, cfg, _worker_body(*body) if isinstance(body, tuple) else body)
+
+
 def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Callable[[str], None] | None = None,
-                  executor: cf.Executor | None = None):
+                  executor: cf.Executor | None = None, body_source: tuple[str, str | None] | None = None):
     """All windows of the configured clips, deterministic given ``cfg`` and the body.
 
     Args:
@@ -148,6 +162,8 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
         callback: called with each clip's name once it is processed.
         executor: retargets and grounds the clips in parallel (a process pool, a Dask client's executor); the
             windows are then cut here in clip order, so the result is the same as without one.
+        body_source: ``(model, cache_dir)`` that ``load_body`` turns into ``body``: workers load the body once
+            instead of receiving it (megabytes) with every clip. The clips and the model must be readable there.
 
     Returns:
         dict of numpy arrays over N windows: ``features`` [N, T, 147] float32 (zero padding), ``mask`` [N, T]
@@ -165,7 +181,7 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
     if executor is None:
         motions = (clip_motion(path, cfg, body) for path in paths)
     else:
-        futures = [executor.submit(clip_motion, str(path), cfg, body) for path in paths]
+        futures = [executor.submit(_clip_job, str(path), cfg, body_source or body) for path in paths]
         motions = (f.result() for f in futures)
     for name, root, local in motions:
         rows += _clip_windows(name, root, local, cfg, rng)
@@ -213,7 +229,8 @@ def _manifest(cfg: WindowConfig, data: dict) -> dict:
 
 
 def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str | Path | None = None,
-                  callback: Callable[[str], None] | None = None, executor: cf.Executor | None = None) -> Path:  # fmt: skip
+                  callback: Callable[[str], None] | None = None, executor: cf.Executor | None = None,
+                  body_source: tuple[str, str | None] | None = None) -> Path:  # fmt: skip
     """Builds the windows once and stores them as ``motion-windows-<key>.npz`` + a JSON manifest beside it.
 
     The key hashes the config, the body's name and the pipeline version, so a change rebuilds.
@@ -227,7 +244,7 @@ def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str 
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"motion-windows-{_cache_key(cfg, body.name)}.npz"
     if not path.is_file():
-        data = build_windows(cfg, body, callback, executor)
+        data = build_windows(cfg, body, callback, executor, body_source)
         manifest = json.dumps(_manifest(cfg, data), indent=2).encode()
         _atomic_write(path.with_suffix(".json"), lambda fh: fh.write(manifest))
         _atomic_write(path, lambda fh: np.savez_compressed(fh, **data))
