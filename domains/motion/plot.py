@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.animation import FuncAnimation, PillowWriter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from oracles.motion import DEFAULT_THRESHOLDS, GMD_HEIGHT_M, GMD_SPEED_MS
 
-from oracles.motion import DEFAULT_THRESHOLDS, GMD_HEIGHT_M, GMD_SPEED_MS  # noqa: E402
-
-from .skeleton import PARENTS, TOE_JOINTS, joint_index  # noqa: E402
+from .skeleton import PARENTS, TOE_JOINTS, joint_index
 
 __all__ = ["plot_lowest_heights", "MotionPanel", "frame_flags", "write_gif"]
 
