@@ -1,38 +1,47 @@
 """Checkpoints that lose nothing and execute nothing.
 
 Weights are safetensors with the resolved config as JSON in the metadata; train state (optimizer, EMA, RNG) goes
-through ``torch.save`` and comes back only through ``torch.load(..., weights_only=True)``. Every write goes to a
+through ``torch.save`` and comes back only through ``torch.load(..., weights_only=True)``; ``.npz`` files are read
+only through ``read_npz`` (``allow_pickle=False``). Every write goes to a
 temporary file in the same folder and is moved into place with ``os.replace``, so a killed process leaves either
 the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import distributed
 
-__all__ = ["atomic_write", "write_json", "read_json", "save_weights", "load_weights", "save_state", "load_state"]
+__all__ = ["atomic_write", "write_json", "read_json", "read_npz", "save_weights", "load_weights", "save_state",
+           "load_state"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Calls ``write(tmp_path)`` then atomically renames the temporary file to ``path``.
 
     Under ``torchrun`` only rank 0 writes (the other ranks hold the same state and return at once), so every
-    checkpoint, weights file and JSON record of the engine has one writer.
+    checkpoint, weights file and JSON record of the engine has one writer. A process killed mid-write leaves
+    ``path`` as it was plus a stray temporary file, which the next write of ``path`` removes.
     """
     path = Path(path)
     if not distributed.is_main():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stray in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a process killed mid-write
+        stray.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -73,6 +82,32 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e}); was it truncated?") from e
+
+
+def read_npz(path: str | Path, what: str = "array", required: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of a ``.npz`` file, read with ``allow_pickle=False``: object arrays are refused, never unpickled.
+
+    Args:
+        what: names the file's kind in errors ("AMASS", "motion windows", ...).
+        required: keys the file must hold.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: truncated, not an ``.npz``, holds pickled objects, or lacks a
+            required key (the message names the file and the problem).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable {what} .npz of plain arrays (truncated, not an .npz, or holding "
+                         f"pickled objects?): {type(e).__name__}: {e}") from e
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path}: {what} file lacks {missing}; found {sorted(data)}")
+    return data
 
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor] | torch.nn.Module, config: dict | None = None) -> Path:

@@ -27,7 +27,8 @@ from .oracle import Oracle, OracleResult, label
 from .stats import wilson_interval
 from .training import seeded, train
 
-__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier"]
+__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier",
+           "save_cache", "load_cache"]
 
 
 @dataclass
@@ -64,11 +65,51 @@ def load_classifier(domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier
 
 
 def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n: int, *, split: str = "train",
-                  seed: int = 0, progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, Any, OracleResult]:
-    """Samples n x0 from ``denoiser`` on the split's conditions and labels them with the oracle."""
+                  seed: int = 0, progress: Callable[[int], None] | None = None, cache: str | Path | None = None,
+                  resume: bool = False) -> tuple[torch.Tensor, Any, OracleResult]:
+    """Samples n x0 from ``denoiser`` on the split's conditions and labels them with the oracle.
+
+    Args:
+        cache: a ``.safetensors`` path: the samples are written there as soon as they are drawn and again with their
+            labels once the oracle has judged them, so a killed round resumes without redrawing or relabelling.
+        resume: read ``cache`` if it holds this draw (same n, split, seed and oracle); otherwise start afresh.
+    """
     cond = domain.conditions(n, split, seed)
-    x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device, callback=progress)
-    return x0, cond, label(oracle, domain.decode(x0, cond), cond)
+    key = {"n": n, "split": split, "seed": seed, "oracle": getattr(oracle, "name", "")}
+    cached = load_cache(cache, key) if resume else None
+    if cached is None:
+        x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device,
+                      callback=progress)
+        cached = ({"x0": x0}, {})
+        save_cache(cache, *cached, key)
+    tensors, extra = cached
+    x0 = tensors["x0"]
+    if "valid" in tensors:
+        reasons = {k: tensors[f"reason_{k}"].numpy() for k in extra["reasons"]}  # in the oracle's order
+        return x0, cond, OracleResult(tensors["valid"].numpy(), reasons, tensors["defined"].numpy(),
+                                      tuple(extra.get("errors", ())))
+    result = label(oracle, domain.decode(x0, cond), cond)
+    labels = {"valid": result.valid, "defined": result.defined, **{f"reason_{k}": v for k, v in result.reasons.items()}}
+    save_cache(cache, {"x0": x0, **{k: torch.from_numpy(v.copy()) for k, v in labels.items()}},
+               {"errors": list(result.errors), "reasons": list(result.reasons)}, key)
+    return x0, cond, result
+
+
+def save_cache(path: str | Path | None, tensors: dict[str, torch.Tensor], extra: dict, key: dict) -> None:
+    """Writes an intermediate result (samples, labels) atomically with the ``key`` that says what it holds."""
+    if path is not None:
+        save_weights(path, tensors, {"cache_key": key, **extra})
+
+
+def load_cache(path: str | Path | None, key: dict) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """What ``save_cache`` wrote under the same ``key``, or None (no file, another key, or an unreadable file)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        tensors, meta = load_weights(path)
+    except ValueError:  # a file that is not whole is redone, never trusted
+        return None
+    return (tensors, meta) if meta.get("cache_key") == key else None
 
 
 def run_round(
@@ -95,7 +136,10 @@ def run_round(
     """
     g = cfg.genneg
     seed = cfg.seed * 1000 + index
-    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round, seed=seed, progress=progress)
+    stem = name or f"classifier{index}"
+    cache = Path(run_dir) / f"labelled_{stem}.safetensors" if run_dir is not None else None
+    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round, seed=seed, progress=progress,
+                                     cache=cache, resume=resume)
     keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
     n_valid = int(result.valid[keep].sum())
     alpha = n_valid / len(keep) if len(keep) else float("nan")
@@ -116,7 +160,7 @@ def run_round(
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
     model = fit_classifier(model, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, np.flatnonzero(~hold)),
                            alpha=alpha if weighted else None, sigma_range=sigma_range, run_dir=run_dir,
-                           name=name or f"classifier{index}", resume=resume, callback=callback)
+                           name=stem, resume=resume, callback=callback)
     if use_is and not weighted:  # same optimum as the weighted loss: P(valid | x_σ) under the model's prior
         model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
     hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
@@ -133,7 +177,7 @@ def run_round(
     if g.auto_window and fixed_sigma is None:
         model.sigma_max_guidance.fill_(report["informative_sigma_max"])
     if run_dir is not None:
-        save_weights(Path(run_dir) / f"{name or f'classifier{index}'}.safetensors", model,
+        save_weights(Path(run_dir) / f"{stem}.safetensors", model,
                      {"fixed_sigma": fixed_sigma, "alpha": alpha, "report": report})
     out.classifier, out.report = model, report
     return out
@@ -159,7 +203,7 @@ def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig
         hi = min(g.guidance_sigma_max, float(c.sigma_max_guidance))
         if hi >= g.guidance_sigma_min:  # a classifier informative nowhere in the window guides nothing
             terms.append(GuidanceTerm(c.log_prob, weight=w, sigma_range=(g.guidance_sigma_min, hi),
-                                      name=f"classifier{i + 1}"))
+                                      max_ratio=g.guidance_max_ratio, name=f"classifier{i + 1}"))
     return guided(denoiser, terms)
 
 

@@ -6,7 +6,15 @@ Layout of a run folder::
     <run_dir>/seed<S>/state.json         finished stages and their metrics (what --resume skips)
     <run_dir>/seed<S>/*.safetensors      base, classifiers, distilled student, baseline networks
     <run_dir>/seed<S>/samples_<stage>.npz decoded evaluation samples with their verdicts
+    <run_dir>/seed<S>/*.state.pt         resumable train state of every network (weights_only loading)
+    <run_dir>/seed<S>/labelled_<name>.safetensors, drawn_*.safetensors, *.teacher_samples.safetensors
+                                         samples a round / baseline / distillation drew (and their oracle labels)
     <run_dir>/report.md, results.json, figures/   the aggregate over seeds
+
+What a SIGKILL loses with ``--resume``: only the work since the last of these checkpoints. Training resumes from its
+last train-state checkpoint (``checkpoint_every`` steps) bit for bit; drawn and labelled samples are kept; a stage's
+evaluation (sampling + NLL bound) is redone unless ``state.json`` records the stage. Every file is written to a
+temporary name and moved into place, so a kill never leaves half a file.
 """
 
 from __future__ import annotations
@@ -19,15 +27,15 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .baselines import ablation_round, discriminator_guidance, penalty_guidance
-from .checkpoint import read_json, write_json
+from .checkpoint import atomic_write, read_json, read_npz, write_json
 from .config import RunConfig
 from .evaluate import EvalData, evaluate_denoiser, infraction_summary
 from .genneg import RoundResult, distil, load_classifier, run_round, stack
 from .models import fit_base, load_denoiser
 from .oracle import OracleResult
 from .stats import wilson_interval
-from . import distributed
 
 __all__ = ["run_seed", "run", "NullUI", "load_seed"]
 
@@ -101,19 +109,22 @@ class SeedRun:
 
 
 def _save_samples(path: Path, samples, result: OracleResult):
+    if not distributed.is_main():  # under torchrun every rank holds the same samples; rank 0 writes them
+        return
     arrays = {f"s_{k}": v for k, v in samples.items()} if isinstance(samples, dict) else {"samples": samples}
     arrays.update(valid=result.valid, defined=result.defined, **{f"r_{k}": v for k, v in result.reasons.items()})
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: _savez(tmp, arrays))
+
+
+def _savez(path: str, arrays: dict) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a temporary name
+        np.savez_compressed(f, **arrays)
 
 
 def load_samples(path: Path) -> tuple[Any, OracleResult]:
-    if not distributed.is_main():  # under torchrun every rank holds the same samples; rank 0 writes them
-        return
-    z = np.load(path, allow_pickle=False)
-    samples = z["samples"] if "samples" in z else {k[2:]: z[k] for k in z.files if k.startswith("s_")}
-    reasons = {k[2:]: z[k] for k in z.files if k.startswith("r_")}
+    z = read_npz(path, "evaluation samples", ("valid", "defined"))
+    samples = z["samples"] if "samples" in z else {k[2:]: v for k, v in z.items() if k.startswith("s_")}
+    reasons = {k[2:]: v for k, v in z.items() if k.startswith("r_")}
     return samples, OracleResult(z["valid"], reasons, z["defined"])
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from genneg.checkpoint import read_json
+from genneg.checkpoint import read_json, read_npz
 
 from domains.traffic.data.config import SPLITS, SumoDataConfig
 from domains.traffic.data.scenes import SceneArrays, concat_scenes, decode_areas, encode_areas
@@ -32,11 +32,17 @@ from domains.traffic.data.scenes import SceneArrays, concat_scenes, decode_areas
 __all__ = ["generate_scenes", "load_scenes", "save_split", "read_manifest"]
 
 MANIFEST = "manifest.json"
+_SPLIT_KEYS = ("boxes", "defined", "map_polylines", "map_defined", "origin", "time", "network", "network_names",
+               "area_wkb", "area_offsets")
 
 
 def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
                     progress: Callable[[str, dict], None] | None = None) -> Path:
     """Generates (or finds in the cache) the SUMO scene data set of ``cfg``.
+
+    Each network's scenes are saved (``networks/<name>.scenes.npz``) as soon as its job finishes, so an interrupted
+    generation, called again, only simulates the networks that were not done; the result is the same as an
+    uninterrupted run's, because every network's data depend only on its seed.
 
     Args:
         out_dir: cache root; the data land in ``out_dir/sumo-<name>-<digest>``.
@@ -54,14 +60,21 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
     (folder / "networks").mkdir(parents=True, exist_ok=True)
     specs = plan_networks(cfg)
     start = time.perf_counter()
-    ctx = mp.get_context("spawn")  # libsumo: one simulation at a time per process, never forked mid-run
-    with cf.ProcessPoolExecutor(min(cfg.workers, len(specs)), mp_context=ctx) as pool:
-        futures = [pool.submit(run_network, s, cfg, str(folder / "networks")) for s in specs]
-        results = []
-        for spec, fut in zip(specs, futures):
-            results.append(fut.result())
-            if progress:
-                progress(spec.name, results[-1][1])
+    done = {s.name: r for s in specs if (r := _load_network(folder, s.name)) is not None}
+    todo = [s for s in specs if s.name not in done]
+    for name, (_, stats) in done.items():
+        if progress:
+            progress(name, stats)
+    if todo:
+        ctx = mp.get_context("spawn")  # libsumo: one simulation at a time per process, never forked mid-run
+        with cf.ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx) as pool:
+            futures = [pool.submit(run_network, s, cfg, str(folder / "networks")) for s in todo]
+            for spec, fut in zip(todo, futures):
+                done[spec.name] = fut.result()
+                _save_network(folder, spec.name, *done[spec.name])
+                if progress:
+                    progress(spec.name, done[spec.name][1])
+    results = [done[s.name] for s in specs]
     names = [s.name for s in specs]
     for split in SPLITS:
         parts = [(i, r[0]) for i, (s, r) in enumerate(zip(specs, results)) if s.split == split]
@@ -73,6 +86,34 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, folder / MANIFEST)  # written last: its presence marks a complete data set
     return folder
+
+
+def _network_path(folder: Path, name: str) -> Path:
+    return folder / "networks" / f"{name}.scenes.npz"
+
+
+def _save_network(folder: Path, name: str, scenes: SceneArrays, stats: dict) -> None:
+    """One finished network's scenes and stats (atomically; the stats as a JSON string, no pickle)."""
+    area_wkb, area_offsets = encode_areas(scenes.drivable_area)
+    arrays = {k: v for k, v in vars(scenes).items() if k != "drivable_area"}
+    path = _network_path(folder, name)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays, area_wkb=area_wkb, area_offsets=area_offsets, stats=np.array(json.dumps(stats)))
+    os.replace(tmp, path)
+
+
+def _load_network(folder: Path, name: str) -> tuple[SceneArrays, dict] | None:
+    """What ``_save_network`` wrote, or None when the network is not done (or its file is unreadable)."""
+    path = _network_path(folder, name)
+    if not path.is_file():
+        return None
+    try:
+        data = read_npz(path, "network scenes", ("stats", "area_wkb", "area_offsets"))
+        stats = json.loads(str(data.pop("stats")))
+        areas = decode_areas(data.pop("area_wkb"), data.pop("area_offsets"))
+        return SceneArrays(**data, drivable_area=areas), stats
+    except (ValueError, TypeError):
+        return None  # redone, never trusted
 
 
 def _is_complete(folder: Path, cfg: SumoDataConfig) -> bool:
@@ -132,8 +173,7 @@ def load_scenes(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
     path = Path(folder) / f"{split}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"no {split} split in {folder} ({path.name} is missing)")
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = read_npz(path, f"traffic {split} scenes", _SPLIT_KEYS)
     data["drivable_area"] = decode_areas(data.pop("area_wkb"), data.pop("area_offsets"))
     names = data.pop("network_names")
     data["network_name"] = names[data["network"]] if len(names) else np.zeros(0, str)
