@@ -383,7 +383,7 @@ def _submit(executor, oracle, xs, cs, m, names) -> cf.Future:
         return failed
 
 
-def _await(futures: list[cf.Future], budgets: list[float | None], stuck: list[cf.Future], poll: float = 0.02) -> list:
+def _await(futures: list[cf.Future], budgets: list[float | None], stuck: list[cf.Future]) -> list:
     """Waits for every future; returns per future its OracleResult, its exception, ``_TIMED_OUT`` or ``_STALLED``.
 
     A future's budget counts from when it is first seen running. Futures that never start because timed-out calls
@@ -394,10 +394,10 @@ def _await(futures: list[cf.Future], budgets: list[float | None], stuck: list[cf
     started: dict[int, float] = {}
     longest = max((b for b in budgets if b is not None), default=None)
     patience = None if longest is None else STALL_FACTOR * longest
+    poll = None if longest is None else min(max(longest / 20, 0.005), 0.5)  # timeouts overshoot by <= 5 %
     last_progress = time.monotonic()
     while pending:
-        cf.wait([futures[i] for i in pending], timeout=None if longest is None else poll,
-                return_when=cf.FIRST_COMPLETED)
+        cf.wait([futures[i] for i in pending], timeout=poll, return_when=cf.FIRST_COMPLETED)
         now = time.monotonic()
         for i in sorted(pending):
             fut = futures[i]
