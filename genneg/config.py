@@ -32,8 +32,10 @@ class SamplerConfig:
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"SamplerConfig.steps must be >= 1, got {self.steps}")
-        if not 0 < self.sigma_min < self.sigma_max:
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if not 0 < self.sigma_min < self.sigma_max < math.inf:
+            raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min}, {self.sigma_max}")
+        if not 0 < self.rho < math.inf:
+            raise ValueError(f"SamplerConfig.rho must be positive and finite, got {self.rho}")
         if self.kind not in ("heun", "stochastic"):
             raise ValueError(f"SamplerConfig.kind must be 'heun' or 'stochastic', got {self.kind!r}")
         if self.batch_size < 1:
@@ -63,6 +65,9 @@ class GenNegConfig:
         auto_window: stop each classifier's guidance above the σ where, on held-out samples, it stops beating the
             prior (its gradient there is noise that guidance would multiply by σ²).
         penalty_weight: strength λ of the differentiable-penalty baseline, log C = −λ·penalty(D(x; σ)).
+        guidance_max_ratio: None (default, the method as published), or clip each classifier's guidance step
+            σ²·w·∇ log C to this multiple of σ·√d per sample (``GuidanceTerm.max_ratio``), a guard against an
+            over-sharp classifier at the smallest σ.
     """
 
     rounds: int = 2
@@ -81,14 +86,23 @@ class GenNegConfig:
     penalty_weight: float = 10.0
     penalty_sigma_max: float = 1.0
     auto_window: bool = True
+    guidance_max_ratio: float | None = None
 
     def __post_init__(self):
         if self.rounds < 0 or self.samples_per_round < 2 or self.distil_samples < 1:
             raise ValueError("GenNegConfig: rounds >= 0, samples_per_round >= 2, distil_samples >= 1 required")
         if not 0 <= self.distil_data_fraction <= 1:
             raise ValueError(f"distil_data_fraction must be in [0, 1], got {self.distil_data_fraction}")
-        if not 0 < self.classifier_sigma_min < self.classifier_sigma_max:
-            raise ValueError("need 0 < classifier_sigma_min < classifier_sigma_max")
+        if not 0 < self.classifier_sigma_min < self.classifier_sigma_max < math.inf:
+            raise ValueError("need 0 < classifier_sigma_min < classifier_sigma_max < inf")
+        if not math.isfinite(self.guidance_weight) or not 0 <= self.guidance_sigma_min <= self.guidance_sigma_max:
+            raise ValueError(f"need a finite guidance_weight and 0 <= guidance_sigma_min <= guidance_sigma_max, got "
+                             f"{self.guidance_weight}, {self.guidance_sigma_min}, {self.guidance_sigma_max}")
+        if not (0 <= self.penalty_weight < math.inf and 0 < self.penalty_sigma_max):
+            raise ValueError(f"need a finite penalty_weight >= 0 and penalty_sigma_max > 0, got {self.penalty_weight}, "
+                             f"{self.penalty_sigma_max}")
+        if self.guidance_max_ratio is not None and not 0 < self.guidance_max_ratio < math.inf:
+            raise ValueError(f"guidance_max_ratio must be None or positive and finite, got {self.guidance_max_ratio}")
         if self.prior_correction not in ("weights", "offset"):
             raise ValueError(f"prior_correction must be 'weights' or 'offset', got {self.prior_correction!r}")
         unknown = set(self.baselines) - set(BASELINES)
@@ -111,6 +125,9 @@ class EvalConfig:
     def __post_init__(self):
         if self.num_samples < 1 or self.num_nll < 1 or self.nll_sigmas < 1:
             raise ValueError("EvalConfig counts must be >= 1")
+        if not 0 < self.nll_sigma_min < self.nll_sigma_max < math.inf:
+            raise ValueError(f"need 0 < nll_sigma_min < nll_sigma_max < inf, got {self.nll_sigma_min}, "
+                             f"{self.nll_sigma_max}")
 
 
 @dataclass(frozen=True)

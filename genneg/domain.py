@@ -103,19 +103,32 @@ def get_domain(name: str, *, domain_path: str | Path | None = None, **kwargs) ->
     elif name in _REGISTRY:
         factory = _REGISTRY[name]
     elif name in (eps := _entry_points()):
-        factory = eps[name].load()
+        try:
+            factory = eps[name].load()
+        except ModuleNotFoundError as e:
+            raise missing_dependency(name, e) from e
     else:
         try:
             factory = importlib.import_module(f"domains.{name}").make_domain
         except ModuleNotFoundError as e:
-            if e.name not in (f"domains.{name}", "domains"):
-                raise  # the domain exists but one of its dependencies is missing: say which
+            if e.name not in (f"domains.{name}", "domains"):  # the domain exists but a dependency is missing
+                raise missing_dependency(name, e) from e
             raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains()) or 'none'}") from None
     domain = factory(**kwargs)
     missing = missing_members(domain)
     if missing:
         raise TypeError(f"domain {name!r} does not implement the Domain protocol: missing {', '.join(missing)}")
     return domain
+
+
+EXTRAS = {"traffic": "traffic", "motion": "motion"}  # built-in domain -> the extra that installs its dependencies
+
+
+def missing_dependency(domain: str, error: ModuleNotFoundError) -> ModuleNotFoundError:
+    """A ModuleNotFoundError that names the missing module and the extra (or package) that provides it."""
+    hint = f"pip install 'genneg[{EXTRAS[domain]}]'" if domain in EXTRAS else "install the domain's dependencies"
+    return ModuleNotFoundError(f"domain {domain!r} needs the module {error.name!r}, which is not installed: {hint}",
+                               name=error.name)
 
 
 _MEMBERS = ("name", "sigma_data", "presets", "dataset", "conditions", "sample_shape", "make_denoiser_net",

@@ -60,7 +60,10 @@ def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None
 def load_classifier(domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier:
     state, meta = load_weights(path)
     model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # missing, unexpected or reshaped tensors: another architecture
+        raise ValueError(f"{path} does not match the {cfg.domain!r} classifier of this config: {e}") from e
     return model.eval().requires_grad_(False)
 
 

@@ -45,6 +45,8 @@ class GuidanceTerm:
             raise ValueError(f"GuidanceTerm.sigma_range must satisfy 0 <= lo <= hi, got {self.sigma_range}")
         if not math.isfinite(self.weight):
             raise ValueError(f"GuidanceTerm.weight must be finite, got {self.weight}")
+        if self.max_ratio is not None and not 0 < self.max_ratio < math.inf:
+            raise ValueError(f"GuidanceTerm.max_ratio must be None or positive and finite, got {self.max_ratio}")
 
     def active(self, sigma: Tensor) -> Tensor:
         lo, hi = self.sigma_range
@@ -95,11 +97,21 @@ class GuidedDenoiser:
 
 
 def _clip(step: Tensor, sigma: Tensor, max_ratio: float) -> Tensor:
-    """Limits ‖σ² · step‖ to max_ratio · σ · √d per sample, i.e. ‖step‖ to max_ratio · √d / σ."""
+    """Limits ‖σ² · step‖ to max_ratio · σ · √d per sample, i.e. ‖step‖ to max_ratio · √d / σ.
+
+    A step with infinite entries, or whose norm overflows, keeps its direction (infinite entries dominate) and gets
+    the limit's length, so clipping keeps guidance finite however sharp the classifier. NaN stays NaN (the sampler
+    and the NLL bound report it). Branch-free: no device-to-host read.
+    """
     d = step[0].numel()
-    limit = max_ratio * math.sqrt(d) / sigma
-    norm = step.flatten(1).norm(dim=1).clamp_min(1e-30)
-    return step * append_dims((limit / norm).clamp(max=1.0), step.ndim)
+    limit = max_ratio * math.sqrt(d) / sigma  # [B]
+    flat = step.flatten(1)
+    norm = flat.norm(dim=1)
+    clipped = step * append_dims((limit / norm.clamp_min(1e-30)).clamp(max=1.0), step.ndim)
+    scale = flat.abs().amax(1, keepdim=True)
+    unit = torch.where(flat.isinf(), flat.sign(), torch.where(scale.isinf(), 0.0, flat / scale.clamp_min(1e-30)))
+    capped = (unit / unit.norm(dim=1, keepdim=True).clamp_min(1e-30) * limit[:, None]).view_as(step)
+    return torch.where(append_dims(norm.isfinite(), step.ndim), clipped, capped)
 
 
 def guided(denoiser: Denoiser, terms: Sequence[GuidanceTerm]) -> GuidedDenoiser:

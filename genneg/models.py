@@ -43,7 +43,10 @@ def load_denoiser(domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
     """Loads weights written by ``fit_base`` / distillation into a fresh denoiser of the run's architecture."""
     state, _ = load_weights(path)
     model = build_denoiser(domain, cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape: weights of another architecture
+        raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser of this config: {e}") from e
     if missing or unexpected:
         raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval().requires_grad_(False)

@@ -30,8 +30,12 @@ def _check(x: Tensor, sigmas: Tensor) -> list[float]:
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise ValueError("sigmas must be a 1-D schedule with at least two entries (e.g. karras_sigmas(n, ...))")
     host = sigmas.detach().cpu().tolist()
+    if not all(math.isfinite(h) for h in host):
+        raise ValueError(f"sigmas must be finite, got {host}")
     if any(a <= b for a, b in zip(host, host[1:])) or min(host) < 0:
         raise ValueError("sigmas must be non-negative and strictly decreasing")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be floating point, got {x.dtype}")
     check_finite(x, "initial noise x")
     return host
 
@@ -122,8 +126,8 @@ def sample_stochastic(
     ``s_churn = 0`` reduces it to ``sample_heun``. ``generator`` makes the injected noise reproducible.
     """
     host = _check(x, sigmas)
-    if s_churn < 0:
-        raise ValueError(f"s_churn must be >= 0, got {s_churn}")
+    if not (s_churn >= 0 and math.isfinite(s_churn) and math.isfinite(s_noise)):
+        raise ValueError(f"s_churn must be finite and >= 0 and s_noise finite, got {s_churn}, {s_noise}")
     sigmas, watch = sigmas.to(x.device, x.dtype), _FiniteWatch(x)
     n = len(host) - 1
     gamma_max = min(s_churn / n, math.sqrt(2) - 1)

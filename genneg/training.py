@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import numbers
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,11 +66,18 @@ class TrainConfig:
     precision: str = "fp32"
 
     def __post_init__(self):
+        for name in ("steps", "batch_size", "warmup", "checkpoint_every", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"TrainConfig.{name} must be an integer, got {value!r}")
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"TrainConfig.lr must be positive and finite, got {self.lr}")
+        if not (0 <= self.weight_decay < math.inf and 0 <= self.grad_clip < math.inf):
+            raise ValueError(f"TrainConfig.weight_decay and grad_clip must be finite and >= 0, got "
+                             f"{self.weight_decay}, {self.grad_clip}")
         if self.lr_decay not in ("constant", "cosine"):
             raise ValueError(f"TrainConfig.lr_decay must be 'constant' or 'cosine', got {self.lr_decay!r}")
         if not 0 <= self.ema_decay < 1:
@@ -99,6 +107,19 @@ class TrainResult:
     model: nn.Module  # the EMA weights, in eval mode
     steps: int
     last_loss: float
+
+
+def _check_finite_data(data, name: str, where: str = "data") -> None:
+    """Refuses training data holding NaN or inf (it would surface later as a NaN loss far from its cause)."""
+    if isinstance(data, Tensor):
+        if data.is_floating_point() and not bool(torch.isfinite(data).all()):
+            raise ValueError(f"cannot train {name!r}: {where} contains NaN or inf")
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            _check_finite_data(v, name, f"{where}[{k!r}]")
+    elif isinstance(data, (tuple, list)):
+        for i, v in enumerate(data):
+            _check_finite_data(v, name, f"{where}[{i}]")
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float):
@@ -140,6 +161,7 @@ def train(
     n = batch_size_of(data)
     if n == 0:
         raise ValueError(f"cannot train {name!r} on an empty dataset")
+    _check_finite_data(data, name)
     world = distributed.world_size()
     if n < world or cfg.batch_size < world:
         raise ValueError(f"cannot split {name!r} over {world} ranks: {n} rows and batches of {cfg.batch_size}")

@@ -305,7 +305,10 @@ def _unpack(samples, cond) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, f
             raise KeyError("motion samples need 'joints' [B, T, 24, 3] or 'toes' [B, T, 2, 3]")
         toes = np.asarray(joints)[:, :, [joint_index(n) for n in TOE_JOINTS]]
     fps = _field(samples, cond, "fps")
-    return vertices, toes, _field(samples, cond, "defined", "mask"), 20.0 if fps is None else float(np.asarray(fps))
+    if fps is not None and np.asarray(fps).size != 1:
+        raise ValueError(f"motion samples' fps must be one number for the batch, got shape {np.asarray(fps).shape}")
+    fps = 20.0 if fps is None else float(np.asarray(fps).reshape(()))
+    return vertices, toes, _field(samples, cond, "defined", "mask"), fps
 
 
 def _single(reason: str, thresholds: MotionThresholds | None):

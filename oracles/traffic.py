@@ -33,6 +33,7 @@ __all__ = [
     "BOX_FIELDS",
     "DEFAULT_OFFROAD_TOLERANCE",
     "check_boxes",
+    "check_drivable_area",
     "box_corners",
     "pairwise_overlap_sat",
     "collision_pairs",
@@ -65,7 +66,10 @@ def check_boxes(boxes, defined=None) -> tuple[np.ndarray, np.ndarray]:
         ValueError: wrong shapes, an empty batch, a scene without vehicles, NaN/inf values or non-positive sizes
             in a defined slot.
     """
-    boxes = np.asarray(boxes, dtype=np.float64)
+    raw = np.asarray(boxes)
+    if raw.dtype.kind not in "fiub":
+        raise ValueError(f"boxes must be a numeric array (x, y, yaw, length, width), got dtype {raw.dtype}")
+    boxes = raw.astype(np.float64)
     if boxes.ndim != 3 or boxes.shape[-1] != 5:
         raise ValueError(f"boxes must have shape [B, N, 5] (x, y, yaw, length, width), got {boxes.shape}")
     if boxes.shape[0] == 0 or boxes.shape[1] == 0:
@@ -241,8 +245,34 @@ def _areas_per_scene(drivable_area, num_scenes: int) -> np.ndarray:
             raise ValueError(f"drivable_area must be one geometry or {num_scenes} geometries, got shape {areas.shape}")
         if not all(isinstance(g, shapely.Geometry) for g in areas):
             raise ValueError("drivable_area must hold Shapely geometries (one per scene)")
+    check_drivable_area(areas)
     shapely.prepare(areas)  # no-op on geometries that are already prepared
     return areas
+
+
+def check_drivable_area(areas, what: str = "drivable area of scene {i}") -> None:
+    """Raises a ValueError naming the first drivable area whose inside is ambiguous or that has no area.
+
+    A self-intersecting ring ("bow tie") makes point-in-polygon tests answer arbitrarily, so it is refused rather than
+    judged: an invalid geometry is refused when repairing it (``shapely.make_valid``) changes its area. Invalid but
+    unambiguous ones pass (a degenerate sliver ring, as clipping a map crop can leave, adds no area). A geometry
+    without area (a line, a point) is refused; an empty one passes (every vehicle on it is off-road). Each distinct
+    geometry object is checked once (per-scene arrays repeat the same map crop many times).
+    """
+    unique = {id(g): (i, g) for i, g in enumerate(np.asarray(areas, dtype=object).ravel())}
+    index, geoms = zip(*unique.values())
+    geoms = np.asarray(geoms, dtype=object)
+    empty, is_valid, area = shapely.is_empty(geoms), shapely.is_valid(geoms), shapely.area(geoms)
+    ok = empty | (area > 0)
+    suspect = np.flatnonzero(ok & ~is_valid)
+    if len(suspect):
+        repaired = shapely.area(shapely.make_valid(geoms[suspect]))
+        ok[suspect] = np.isclose(repaired, area[suspect], rtol=1e-9, atol=1e-9)
+    if not ok.all():
+        k = int(np.argmin(ok))
+        why = f"a {geoms[k].geom_type} without area" if is_valid[k] else shapely.is_valid_reason(geoms[k])
+        raise ValueError(f"{what.format(i=index[k])} is not a valid polygon ({why}); repair the map (e.g. with "
+                         "shapely.make_valid) or check its source")
 
 
 def scene_infractions(boxes, defined=None, drivable_area=None, tolerance=DEFAULT_OFFROAD_TOLERANCE):

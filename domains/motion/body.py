@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genneg.checkpoint import read_npz
+
 from .proxy import PROXY_NAME, PROXY_VERSION, build_proxy_arrays
 from .skeleton import NUM_JOINTS
 
@@ -103,11 +105,7 @@ def load_smpl_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"SMPL model file not found: {path}")
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                raw = {k: z[k] for k in z.files}
-        except ValueError as e:
-            raise ValueError(f"{path}: .npz model files must hold plain arrays (no pickled objects): {e}") from e
+        raw = read_npz(path, "SMPL model")  # allow_pickle=False: model .npz files hold plain arrays only
     else:
         with open(path, "rb") as fh:
             try:

@@ -68,7 +68,7 @@ def export_run(run_dir: str | Path, stages=("base", "distilled"), n: int = 4, ou
     """Before/after GIFs, AMASS ``.npz`` and meshes of ``n`` samples from a finished ``genneg run motion``."""
     import torch
 
-    from genneg.checkpoint import read_json
+    from genneg.checkpoint import read_json, read_npz
     from genneg.domain import get_domain
 
     from .plot import MotionPanel, write_gif
@@ -82,8 +82,7 @@ def export_run(run_dir: str | Path, stages=("base", "distilled"), n: int = 4, ou
         path = seed_dir / f"samples_{stage}.npz"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: is {stage!r} a finished stage of this run?")
-        with np.load(path) as z:
-            loaded[stage] = {k: z[k] for k in z.files}
+        loaded[stage] = read_npz(path, "evaluation samples")
     out = Path(out) if out else run_dir / "exports"
     for i in _pick(loaded, stages[0], n):
         panels = []

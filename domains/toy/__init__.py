@@ -82,6 +82,8 @@ class ToyDomain:
         return round(self.encode(self._draw(50_000, np.random.default_rng(123))).std().item(), 3)
 
     def conditions(self, n: int, split: str = "test", seed: int = 0):
+        if split not in SPLIT_SEEDS:
+            raise ValueError(f"unknown split {split!r}; choose one of {list(SPLIT_SEEDS)}")
         return None
 
     def sample_shape(self, cond, n: int) -> tuple[int, ...]:

@@ -69,7 +69,9 @@ def write_scenes_json(path: str | os.PathLike, record: dict) -> Path:
 
 def read_scenes_json(path: str | os.PathLike) -> dict:
     """Reads and checks a scene file written by ``write_scenes_json``."""
-    record = json.loads(Path(path).read_text())
-    if record.get("format") != FORMAT_VERSION or "scenes" not in record:
+    from genneg.checkpoint import read_json
+
+    record = read_json(path)  # names the file when it is missing or truncated
+    if not isinstance(record, dict) or record.get("format") != FORMAT_VERSION or "scenes" not in record:
         raise ValueError(f"{path} is not a genneg traffic scene file (format {FORMAT_VERSION})")
     return record

@@ -62,6 +62,9 @@ class RoadMap:
     def __init__(self, drivable_area, centrelines: Sequence[np.ndarray], widths, name: str = "map"):
         if not isinstance(drivable_area, shapely.Geometry) or drivable_area.is_empty:
             raise ValueError(f"map {name!r}: the drivable area must be a non-empty Shapely geometry")
+        from oracles.traffic import check_drivable_area
+
+        check_drivable_area([drivable_area], what=f"map {name!r}: the drivable area")
         widths = np.asarray(widths, np.float64)
         if len(centrelines) == 0 or widths.shape != (len(centrelines),):
             raise ValueError(f"map {name!r}: need >= 1 centreline and one width per centreline, got "

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genneg.checkpoint import read_npz
+
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle, slerp_matrices
 from ..skeleton import NUM_JOINTS
 
@@ -47,16 +49,9 @@ class AmassMotion:
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise FileNotFoundError(f"AMASS file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable AMASS .npz of plain arrays: {e}") from e
-    missing = [k for k in ("poses", "trans", "mocap_framerate") if k not in data]
-    if missing:
-        raise ValueError(f"{path}: AMASS file lacks {missing}; found {sorted(data)}")
+    data = read_npz(path, "AMASS", ("poses", "trans", "mocap_framerate"))
+    if any(data[k].dtype.kind not in "fiu" for k in ("poses", "trans", "mocap_framerate")):
+        raise ValueError(f"{path}: poses, trans and mocap_framerate must be numeric arrays")
     poses, trans = np.asarray(data["poses"], float), np.asarray(data["trans"], float)
     if poses.ndim != 2 or poses.shape[1] not in _POSE_WIDTHS:
         raise ValueError(f"{path}: poses must be [N, 72 | 156 | 165], got {poses.shape}")
@@ -64,8 +59,8 @@ def _read(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: trans must be [N, 3] with N = {poses.shape[0]} >= 2 frames, got {trans.shape}")
     if not (np.isfinite(poses).all() and np.isfinite(trans).all()):
         raise ValueError(f"{path}: poses or trans contain NaN or infinite values")
-    if not float(data["mocap_framerate"]) > 0:
-        raise ValueError(f"{path}: mocap_framerate must be positive")
+    if data["mocap_framerate"].size != 1 or not 0 < float(data["mocap_framerate"].reshape(())) < np.inf:
+        raise ValueError(f"{path}: mocap_framerate must be one positive number, got {data['mocap_framerate']}")
     return data
 
 
@@ -82,7 +77,7 @@ def load_amass(path: str | Path, fps: float = 20.0, pelvis_rest: np.ndarray | No
         pelvis_rest: [3] the body's rest pelvis joint (``Body.rest_joints[0]``), which smplx rotates about
             before adding ``trans``; zeros if None (then ``root`` is ``trans`` in the Y-up frame).
     """
-    if fps <= 0:
+    if not 0 < fps < np.inf:
         raise ValueError(f"fps must be positive, got {fps}")
     path = Path(path)
     data = _read(path)
@@ -93,7 +88,7 @@ def load_amass(path: str | Path, fps: float = 20.0, pelvis_rest: np.ndarray | No
     local[:, 0] = Z_UP_TO_Y_UP @ local[:, 0]
     offset = np.zeros(3) if pelvis_rest is None else np.asarray(pelvis_rest, float)
     root = (np.asarray(data["trans"], float) + offset) @ Z_UP_TO_Y_UP.T
-    src_fps = float(data["mocap_framerate"])
+    src_fps = float(data["mocap_framerate"].reshape(()))
     times = np.arange(n) / src_fps
     # arange can overshoot the last time by an ulp (e.g. 12 * 0.05 > 0.6), which Slerp rejects: clip it
     new_times = np.minimum(np.arange(0.0, times[-1] + 1e-9, 1.0 / fps), times[-1])

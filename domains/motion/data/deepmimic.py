@@ -129,10 +129,9 @@ def _frames_array(path: Path) -> tuple[np.ndarray, bool]:
     rows = doc["Frames"]
     if len(rows) < 2 or any(not isinstance(r, list) or len(r) != FRAME_WIDTH for r in rows):
         raise ValueError(f"{path}: a DeepMimic clip needs >= 2 frames of {FRAME_WIDTH} numbers each")
-    try:
-        frames = np.asarray(rows, dtype=float)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: frames must hold numbers only: {e}") from e
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for r in rows for v in r):
+        raise ValueError(f"{path}: frames must hold numbers only (found strings, booleans or nested values)")
+    frames = np.asarray(rows, dtype=float)
     if not np.isfinite(frames).all():
         raise ValueError(f"{path}: frames contain NaN or infinite values")
     return frames, doc.get("Loop") == "wrap"

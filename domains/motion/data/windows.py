@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from genneg.checkpoint import read_npz
+
 from ..rotations import matrix_to_axis_angle
 from .deepmimic import default_clip_paths, read_clip, resample, retarget_to_smpl
 from .representation import FRAME_FEATURES, canonicalize, encode, mirror
@@ -255,11 +257,7 @@ def load_windows(path: str | Path, split: str | None = None) -> dict[str, np.nda
     """Windows stored by :func:`cache_windows`, optionally only one split ("train", "val" or "test")."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"motion windows not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = read_npz(path, "motion windows", ("features", "mask", "length", "label", "split", "label_names"))
     if split is None:
         return data
     keep = data["split"] == split

@@ -33,12 +33,18 @@ def read_tracks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"INTERACTION track file not found: {path}")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = tuple(h.strip() for h in next(reader, ()))
-        if header[: len(TRACK_COLUMNS)] != TRACK_COLUMNS:
-            raise ValueError(f"{path}: header {header} is not an INTERACTION vehicle track file; expected {TRACK_COLUMNS}")
-        rows = [r for r in reader if r]
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = tuple(h.strip() for h in next(reader, ()))
+            if header[: len(TRACK_COLUMNS)] != TRACK_COLUMNS:
+                raise ValueError(f"{path}: header {header} is not an INTERACTION vehicle track file; "
+                                 f"expected {TRACK_COLUMNS}")
+            rows = [r for r in reader if r]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ValueError(f"{path}: not a readable CSV track file ({type(e).__name__}: {e})") from e
+    if not rows:
+        raise ValueError(f"{path}: the track file holds a header but no rows (truncated?)")
     col = {name: i for i, name in enumerate(TRACK_COLUMNS)}
     try:
         num = np.array([[float(r[col[c]]) for c in ("frame_id", "track_id", "timestamp_ms", "x", "y", "psi_rad",
@@ -47,6 +53,8 @@ def read_tracks(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: malformed row ({e})") from e
     if not np.isfinite(num).all():
         raise ValueError(f"{path}: rows hold NaN or inf values")
+    if (num[:, 6:8] <= 0).any():
+        raise ValueError(f"{path}: row {int(np.argmax((num[:, 6:8] <= 0).any(1)))} has a non-positive length or width")
     return {"frame": num[:, 0].astype(np.int64), "track": num[:, 1].astype(np.int64), "time": num[:, 2] / 1000.0,
             "agent_type": np.array([r[col["agent_type"]] for r in rows], dtype=str),
             "boxes": np.column_stack([num[:, 3:5], wrap_angle(num[:, 5]), num[:, 6:8]])}
