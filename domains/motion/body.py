@@ -41,6 +41,9 @@ _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode"),  # protocol-2 pickles rebuild bytes this way
+    # protocol 0/1 (Python 2's default) rebuild objects of the classes above as copyreg._reconstructor(cls, object,
+    # state): it only calls object.__new__ on a class this unpickler resolved itself
+    ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
 }  # fmt: skip
 _SPARSE_CLASSES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
 _CHUMPY_HELP = (
