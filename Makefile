@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test bench clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Speed and scale figures (benchmarks/README.md): each script prints a table and writes benchmarks/results/*.json.
+# The first run builds what they measure under .cache/bench (a toy model, tiny SUMO scenes); one torch thread each.
+BENCH_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+bench: install
+	$(BENCH_ENV) $(PY) benchmarks/sampler_cost.py
+	$(BENCH_ENV) $(PY) benchmarks/valid_per_second.py
+	$(BENCH_ENV) $(PY) benchmarks/oracle_throughput.py
+	$(BENCH_ENV) $(PY) benchmarks/data_throughput.py
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

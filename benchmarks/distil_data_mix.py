@@ -5,6 +5,8 @@ fraction of training data, and evaluates every student on the run's held-out dat
 Prints a table and writes JSON.
 
     python benchmarks/distil_data_mix.py --run-dir runs/final/seed0 --fractions 0 0.5 --out benchmarks/distil_data_mix.json
+
+Without --run-dir it uses the benchmarks' own toy model (``common.toy_seed``, built once if missing).
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from pathlib import Path
 
 import torch
 
+from common import toy_seed
+
 from genneg.evaluate import EvalData, evaluate_denoiser
 from genneg.genneg import distil, stack
-from genneg.run import load_seed
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", default="runs/final/seed0")
+    p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.5])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="benchmarks/distil_data_mix.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg, domain, base, classifiers, _ = load_seed(args.run_dir)
+    cfg, domain, base, classifiers, _, source = toy_seed(args.run_dir)
     teacher = stack(base, classifiers, cfg)
     data, oracle = EvalData(domain, cfg), domain.oracle()
     rows = {}
@@ -45,7 +48,7 @@ def main():
                       "seconds": time.perf_counter() - t0}
         print(f"data fraction {frac:.2f}: infraction {100 * rows[frac]['infraction']:.3f} %, "
               f"NLL {rows[frac]['nll']:.3f} ± {rows[frac]['nll_se']:.3f} nats", flush=True)
-    Path(args.out).write_text(json.dumps({"run_dir": args.run_dir, "rows": rows}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"run_dir": source, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,54 +1,60 @@
-"""Sampler cost per 1,000 samples: base vs K stacked classifiers vs the distilled student, side by side.
+"""Sampler cost per 1,000 samples: the base model, the base guided by K stacked classifiers, the distilled student.
 
-Uses a finished `genneg run` folder (default: runs/final/seed0). Every configuration is timed in the same process,
-interleaved over repeats, so the ratios hold on a noisy machine. Prints a table and writes JSON.
+Same sampler and steps for all; every configuration is timed in this process, interleaved over repeats in
+alternating order (the fastest repeat counts), so the ratios hold on a noisy machine. Target: distilled / base <= 1.05
+(the student is the same network as the base). Peak memory is the growth of resident memory while a configuration samples.
 
-    python benchmarks/sampler_cost.py --run-dir runs/final/seed0 --n 10000 --repeats 3 --out benchmarks/sampler_cost.json
+    python benchmarks/sampler_cost.py                       # the benchmarks' toy model (built once if missing)
+    python benchmarks/sampler_cost.py --run-dir runs/final/seed0 --n 10000
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
-from pathlib import Path
 
-import torch
+from common import measured, setup, table, toy_seed, write
 
 from genneg.generate import generate
 from genneg.genneg import stack
-from genneg.run import load_seed
+
+TARGET = 1.05
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", default="runs/final/seed0")
-    p.add_argument("--n", type=int, default=10_000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
+    p.add_argument("--n", type=int, default=2000, help="samples per configuration and repeat")
+    p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="benchmarks/sampler_cost.json")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg, domain, base, classifiers, distilled = load_seed(args.run_dir)
-    configs = {"base": base}
+    setup(args.threads)
+    cfg, domain, base, classifiers, distilled, source = toy_seed(args.run_dir)
+    configs = {"base": base.to(args.device)}
     for k in range(1, len(classifiers) + 1):
-        configs[f"base + {k} classifier(s)"] = stack(base, classifiers[:k], cfg)
-    configs["distilled"] = distilled
-    times = {name: [] for name in configs}
+        configs[f"base + {k} classifier(s)"] = stack(base, [c.to(args.device) for c in classifiers[:k]], cfg)
+    configs["distilled"] = distilled.to(args.device)
+    seconds = {name: [] for name in configs}
+    mib = {name: 0.0 for name in configs}
     for r in range(args.repeats):
-        for name, den in configs.items():
-            t0 = time.perf_counter()
-            generate(den, domain.sample_shape, args.n, cfg.sampler, domain.conditions(args.n, "test", r), seed=r)
-            times[name].append(time.perf_counter() - t0)
-    rows = {name: 1000 * min(t) / args.n for name, t in times.items()}
-    print(f"{'sampler (' + str(cfg.sampler.steps) + ' Heun steps)':32s} {'s / 1,000':>10s} {'vs base':>8s}")
-    for name, s in rows.items():
-        print(f"{name:32s} {s:10.3f} {s / rows['base']:8.2f}")
-    out = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s)",
-           "n": args.n, "repeats": args.repeats, "seconds_per_1000": rows,
-           "distilled_over_base": rows["distilled"] / rows["base"]}
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        order = list(configs.items()) if r % 2 == 0 else list(configs.items())[::-1]  # no favoured position
+        for name, den in order:
+            with measured() as m:
+                generate(den, domain.sample_shape, args.n, cfg.sampler, domain.conditions(args.n, "test", r), seed=r,
+                         device=args.device)
+            seconds[name].append(m.seconds)
+            mib[name] = max(mib[name], m.mib)
+    per_1000 = {name: 1000 * min(t) / args.n for name, t in seconds.items()}
+    ratio = per_1000["distilled"] / per_1000["base"]
+    rows = [[name, s, s / per_1000["base"], f"{mib[name]:.1f}"] for name, s in per_1000.items()]
+    table(f"Sampler cost ({cfg.sampler.steps} {cfg.sampler.kind} steps, {args.n} samples, best of {args.repeats}; "
+          f"model: {source})", ["model", "s / 1,000 samples", "vs base", "peak MiB"], rows)
+    print(f"distilled / base = {ratio:.3f} (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
+    write("sampler_cost", {"source": source, "n": args.n, "repeats": args.repeats, "device": args.device,
+                           "sampler": {"kind": cfg.sampler.kind, "steps": cfg.sampler.steps},
+                           "seconds_per_1000": per_1000, "all_seconds": seconds, "peak_mib": mib,
+                           "distilled_over_base": ratio, "target": TARGET, "target_met": ratio <= TARGET}, args.out)
 
 
 if __name__ == "__main__":

@@ -370,8 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle-workers", type=int, default=1,
                    help="processes that oracle labelling runs on (default: %(default)s, in this process)")
     r.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                   help="run oracle labelling on this Dask cluster, e.g. tcp://10.0.0.1:8786 (pip install 'genneg[dask]')")
-    r.add_argument("--batch-size", type=int, default=None, help="rows per sampler call; bounds memory (default: the preset's)")
+                   help="run oracle labelling on this Dask cluster, e.g. tcp://10.0.0.1:8786 "
+                        "(pip install 'genneg[dask]')")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="rows per sampler call; bounds memory (default: the preset's)")
     r.set_defaults(func=cmd_run)
 
     da = sub.add_parser("data", help="generate and cache a domain's data for a preset (e.g. SUMO scenes)")

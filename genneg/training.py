@@ -236,7 +236,8 @@ class _Loop:
                 loss = loss_fn(net, batch, self.gen).float().mean()
             mean = loss if world == 1 else distributed.all_reduce_sum(loss.detach() * local) / cfg.batch_size
             if not torch.isfinite(mean):
-                raise FloatingPointError(f"{self.name}: loss became {mean.item()} at step {self.step}; lower the learning rate")
+                raise FloatingPointError(f"{self.name}: loss became {mean.item()} at step {self.step}; "
+                                         "lower the learning rate")
             self.opt.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks; scaling by the share of the batch makes that the whole batch's mean
             (loss if world == 1 else loss * (local * world / cfg.batch_size)).backward()
@@ -245,7 +246,8 @@ class _Loop:
             _ema_update(self.ema, self.model, min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
             self.step, self.loss = self.step + 1, mean.item()
             if callback:
-                callback({"step": self.step, "loss": self.loss, "lr": cfg.lr_at(self.step - 1), "grad_norm": float(gnorm)})
+                callback({"step": self.step, "loss": self.loss, "lr": cfg.lr_at(self.step - 1),
+                          "grad_norm": float(gnorm)})
             if state_path is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 \
                     and self.step < cfg.steps:
                 snapshot = self.snapshot()
@@ -272,7 +274,8 @@ class _Loop:
         changed = {k for k, v in asdict(self.cfg).items()
                    if k not in ("steps", "checkpoint_every") and saved.get(k, defaults[k]) != v}
         if changed:
-            raise ValueError(f"cannot resume: the train config changed since the checkpoint ({', '.join(sorted(changed))})")
+            raise ValueError("cannot resume: the train config changed since the checkpoint "
+                             f"({', '.join(sorted(changed))})")
         world, saved_world = distributed.world_size(), int(state.get("world_size", 1))
         if saved_world != world:
             raise ValueError(f"cannot resume: the checkpoint was written by {saved_world} process(es), this run has "

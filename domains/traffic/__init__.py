@@ -82,8 +82,12 @@ class TrafficDomain:
     def presets(self) -> dict[str, RunConfig]:
         return traffic_presets()
 
-    def prepare_data(self, *, workers: int | None = None, progress: Callable[[str], None] | None = None) -> Path:
-        """Generates (or finds in the cache) the SUMO scenes of this domain's data config; returns their folder."""
+    def prepare_data(self, *, workers: int | None = None, progress: Callable[[str], None] | None = None,
+                     executor=None) -> Path:
+        """Generates (or finds in the cache) the SUMO scenes of this domain's data config; returns their folder.
+
+        ``executor`` (e.g. a Dask client's) runs the SUMO jobs instead of a local pool of ``workers`` processes
+        (``generate_scenes`` says what its workers need)."""
         from dataclasses import replace
 
         from .data import generate_scenes
@@ -91,7 +95,7 @@ class TrafficDomain:
         cfg = self.data_cfg if workers is None else replace(self.data_cfg, workers=workers)
         report = None if progress is None else lambda net, st: progress(
             f"{net}: {st['scenes_kept']}/{st['scenes_tried']} scenes kept")
-        return generate_scenes(self.data_dir, cfg, report)
+        return generate_scenes(self.data_dir, cfg, report, executor)
 
     @cached_property
     def table(self) -> SceneTable:

@@ -87,3 +87,21 @@ def test_motion_windows_built_on_the_dask_cluster_match(cluster, tmp_path):
     with executor(dask_scheduler=cluster.scheduler_address) as ex:
         there = build_windows(cfg, body, executor=ex, body_source=("proxy", str(tmp_path)))
     assert here.keys() == there.keys() and all(np.array_equal(here[k], there[k]) for k in here)
+
+
+@pytest.mark.slow
+def test_sumo_scenes_generated_on_a_dask_cluster(tmp_path):
+    """libsumo holds one simulation per process: the cluster's workers are processes with one thread each."""
+    pytest.importorskip("libsumo")
+    from domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset
+
+    cfg = sumo_preset("tiny", warmup=20.0, snapshots=3, snapshot_every=5.0, centres_per_snapshot=3)
+    with distributed_pkg.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as procs, \
+            executor(dask_scheduler=procs.scheduler_address) as ex:
+        folder = generate_scenes(tmp_path, cfg, executor=ex)
+    manifest = read_manifest(folder)
+    assert manifest["digest"] == cfg.digest() and len(manifest["networks"]) == 3
+    for split in ("train", "val", "test"):
+        scenes = load_scenes(folder, split)
+        assert len(scenes["boxes"]) == manifest["scenes_per_split"][split] > 0

@@ -37,7 +37,7 @@ _SPLIT_KEYS = ("boxes", "defined", "map_polylines", "map_defined", "origin", "ti
 
 
 def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
-                    progress: Callable[[str, dict], None] | None = None) -> Path:
+                    progress: Callable[[str, dict], None] | None = None, executor: cf.Executor | None = None) -> Path:
     """Generates (or finds in the cache) the SUMO scene data set of ``cfg``.
 
     Each network's scenes are saved (``networks/<name>.scenes.npz``) as soon as its job finishes, so an interrupted
@@ -48,11 +48,14 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
         out_dir: cache root; the data land in ``out_dir/sumo-<name>-<digest>``.
         cfg: the generation config (``sumo_preset("tiny")``, ``sumo_preset("demo")``, ...).
         progress: called with (network name, its stats) as each network finishes.
+        executor: runs the network jobs instead of a local pool of ``cfg.workers`` processes, e.g. a Dask client's
+            ``get_executor()``. libsumo holds one simulation per process, so its workers must be processes with one
+            thread each (``dask worker --nthreads 1``), and ``out_dir`` must be on a filesystem they share.
 
     Returns:
         The data folder (pass it to ``load_scenes``).
     """
-    from domains.traffic.data.sumo import plan_networks, run_network
+    from domains.traffic.data.sumo import plan_networks
 
     folder = Path(out_dir) / f"sumo-{cfg.name}-{cfg.digest()}"
     if _is_complete(folder, cfg):
@@ -65,15 +68,12 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
     for name, (_, stats) in done.items():
         if progress:
             progress(name, stats)
-    if todo:
+    if todo and executor is not None:
+        _run_networks(executor, todo, cfg, folder, done, progress)
+    elif todo:
         ctx = mp.get_context("spawn")  # libsumo: one simulation at a time per process, never forked mid-run
         with cf.ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx) as pool:
-            futures = [pool.submit(run_network, s, cfg, str(folder / "networks")) for s in todo]
-            for spec, fut in zip(todo, futures):
-                done[spec.name] = fut.result()
-                _save_network(folder, spec.name, *done[spec.name])
-                if progress:
-                    progress(spec.name, done[spec.name][1])
+            _run_networks(pool, todo, cfg, folder, done, progress)
     results = [done[s.name] for s in specs]
     names = [s.name for s in specs]
     for split in SPLITS:
@@ -86,6 +86,18 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, folder / MANIFEST)  # written last: its presence marks a complete data set
     return folder
+
+
+def _run_networks(executor: cf.Executor, todo, cfg: SumoDataConfig, folder: Path, done: dict, progress) -> None:
+    """Submits one job per network; saves each network's scenes as it comes back (in network order)."""
+    from domains.traffic.data.sumo import run_network
+
+    futures = [executor.submit(run_network, s, cfg, str(folder / "networks")) for s in todo]
+    for spec, fut in zip(todo, futures):
+        done[spec.name] = fut.result()
+        _save_network(folder, spec.name, *done[spec.name])
+        if progress:
+            progress(spec.name, done[spec.name][1])
 
 
 def _network_path(folder: Path, name: str) -> Path:
