@@ -147,6 +147,7 @@ pictures. Needs the `traffic` extra (`pip install -e ".[traffic]"`)."""),
     ("code", f"""import json
 import os
 import tempfile
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -159,9 +160,11 @@ from genneg.models import fit_base
 
 {FAST_FLAG}
 cfg = get_domain("traffic").presets()["tiny" if FAST else "demo"]
+if FAST:  # one round: the test only checks that every cell runs
+    cfg = replace(cfg, genneg=replace(cfg.genneg, rounds=1))
 domain = get_domain("traffic", **cfg.data)
 run_dir = tempfile.mkdtemp(prefix="genneg-02-")
-N = 128 if FAST else 1000                     # test scenes generated per stage
+N = 64 if FAST else 1000                      # test scenes generated per stage
 print(f"preset {{cfg.preset}}: {{domain.max_vehicles}} vehicle slots, {{cfg.base.steps}} base steps")"""),
     ("md", """## 1. The data: SUMO scenes, split by network
 
@@ -174,7 +177,7 @@ for split in ("train", "val", "test"):
     ids = table.ids(split)
     print(f"{split:>5}: {len(ids):5d} scenes on {sorted(set(table.network[ids]))}")"""),
     ("code", """def show(panels, indices):
-    fig, axes = plt.subplots(len(panels), len(indices), figsize=(3.1 * len(indices), 3.3 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), len(indices), figsize=(3.1 * len(indices), 3.7 * len(panels)), squeeze=False)
     for row, (title, samples, result) in zip(axes, panels):
         for ax, i in zip(row, indices):
             domain.plot(samples, None, result, ax, title=f"{title}, scene {i}", index=i)
@@ -218,7 +221,12 @@ guided = stack(base, classifiers, cfg)
 after = draw(guided)
 print("base:   ", rates(before[1]))
 print("Gen-neG:", rates(after[1]))"""),
-    ("md", "Scenes the base model got wrong, before (top) and after guidance (bottom), same map and noise:"),
+    ("md", """Measured in the default setting (1000 test scenes, one seed, on a busy 2-core machine): the base model is
+invalid in 85.5 % of the scenes (collision 52.9 %, off-road 61.9 %); after two rounds 92.4 % (collision 29.5 %,
+off-road 86.8 %). Guidance pulls the vehicles apart, which removes many collisions, but pushes more of them off
+the road, so the overall rate does not go down with this preset; its base is trained for minutes and breaks a
+rule in most scenes (α ≈ 0.17). Notebook 04 guides against one simpler rule, with a clear gain. Below: scenes
+the base model got wrong, before (top) and after guidance (bottom), on the same map and noise."""),
     ("code", """wrong = np.flatnonzero(~before[1].valid)[:4]
 show([("base", *before), ("Gen-neG", *after)], wrong if len(wrong) else range(3))"""),
     ("md", """## 4. Export, and the SUMO hand-off
@@ -260,6 +268,7 @@ Default settings (the `demo` preset): about 10 minutes on 2 CPU cores. `GENNEG_N
 test suite) uses the `tiny` preset and short GIFs: about a minute. Needs the `motion` extra."""),
     ("code", f"""import os
 import tempfile
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -274,10 +283,12 @@ from genneg.models import fit_base
 
 {FAST_FLAG}
 cfg = get_domain("motion").presets()["tiny" if FAST else "demo"]
+if FAST:  # fewer steps and samples still: the test only checks that every cell runs
+    cfg = replace(cfg, base=replace(cfg.base, steps=100), genneg=replace(cfg.genneg, rounds=1, samples_per_round=64))
 domain = get_domain("motion", **cfg.data)
 oracle = domain.oracle()                      # reasons: penetration, skating, float
 run_dir = tempfile.mkdtemp(prefix="genneg-03-")
-N = 64 if FAST else 384                       # test windows generated per stage
+N = 32 if FAST else 384                       # test windows generated per stage
 print(f"preset {{cfg.preset}}: {{cfg.base.steps}} base steps, {{cfg.genneg.rounds}} rounds")"""),
     ("md", """## 1. The data
 
@@ -378,7 +389,7 @@ cfg = get_domain("traffic").presets()["tiny" if FAST else "demo"]
 domain = get_domain("traffic", **cfg.data)
 domain.prepare_data()                         # SUMO scenes, generated once and cached
 run_dir = tempfile.mkdtemp(prefix="genneg-04-")
-N = 128 if FAST else 1000                     # test scenes generated per stage"""),
+N = 64 if FAST else 1000                      # test scenes generated per stage"""),
     ("md", """## 1. The rule, as a plain function
 
 Decoded traffic samples are a dict: `boxes` `[B, N, 5]` (x, y, yaw, length, width in metres and radians, in the
