@@ -38,6 +38,7 @@ from genneg.run import run
 from genneg.sampling import sample, sample_heun, sample_stochastic
 from genneg.stats import wilson_interval
 from genneg.training import TrainConfig, train
+from reliability_helpers import tiny_smpl
 
 shapely = pytest.importorskip("shapely")
 
@@ -106,16 +107,6 @@ def without(modules, call, fresh=()):
             return call(f)
 
     return run_it
-
-
-def tiny_smpl() -> dict[str, np.ndarray]:
-    """A structurally valid SMPL model with one vertex per joint (for readers and the body, not for realism)."""
-    from domains.motion.skeleton import PARENTS
-
-    v = 24
-    return {"v_template": np.random.default_rng(0).normal(size=(v, 3)), "shapedirs": np.zeros((v, 3, 10)),
-            "posedirs": np.zeros((v, 3, 207)), "J_regressor": np.eye(v), "weights": np.eye(v),
-            "kintree_table": np.stack([np.array(PARENTS, np.int64) % 2**32, np.arange(v)]), "f": np.array([[0, 1, 2]])}
 
 
 class _Files:

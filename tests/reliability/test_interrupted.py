@@ -19,26 +19,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from genneg.checkpoint import load_state, load_weights
+from reliability_helpers import finish, start, toy_command
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-SMALL = [
-    "--preset", "tiny", "--quiet",
-    "--set", "base.steps=100", "--set", "base.checkpoint_every=50",
-    "--set", "classifier.steps=40", "--set", "classifier.checkpoint_every=20",
-    "--set", "distil.steps=40", "--set", "distil.checkpoint_every=20",
-    "--set", "genneg.samples_per_round=500", "--set", "genneg.distil_samples=400",
-    "--set", "eval.num_samples=200", "--set", "eval.num_nll=50",
-    "--set", 'genneg.baselines=["rejection","no_is","discriminator","penalty"]',
-]  # fmt: skip
 # Kill points of one run, in pipeline order: (what is running when the file appears, the file).
 FILE_KILL_POINTS = [
     ("base training, after its first checkpoint", "base.state.pt"),
@@ -66,32 +55,9 @@ STAGE_FILES = {"base": ["base.safetensors", "samples_base.npz"],
                "discriminator": ["discriminator.safetensors", "drawn_discriminator.safetensors"]}
 
 
-def _command(run_dir: Path, resume: bool) -> list[str]:
-    return [sys.executable, "-m", "genneg", "run", "toy", *SMALL, "--run-dir", str(run_dir)] + (
-        ["--resume"] if resume else [])
-
-
-def _start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 def _kill(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # the process and any workers it spawned
     proc.wait()
-
-
-def _finish(proc: subprocess.Popen, timeout: float = 300) -> None:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"genneg failed (exit {proc.returncode}):\n{out[-2000:]}\n{err[-3000:]}"
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """An uninterrupted run of the same configuration."""
-    run = tmp_path_factory.mktemp("straight") / "run"
-    _finish(_start(_command(run, resume=False)))
-    return run / "seed0"
 
 
 class Snapshot:
@@ -181,7 +147,7 @@ def _run_until(run: Path, resume: bool, name: str, what: str) -> None:
     """Starts (or resumes) the run and kills it as soon as ``name`` appears in the seed folder."""
     path = run / "seed0" / name
     assert not path.exists(), f"kill point {what!r} ({name}) was passed before this process started"
-    proc = _start(_command(run, resume))
+    proc = start(toy_command(run, resume))
     t0 = time.monotonic()
     while not path.exists():
         assert proc.poll() is None, f"the run ended before {name} appeared ({what}):\n{proc.stderr.read()[-3000:]}"
@@ -191,7 +157,7 @@ def _run_until(run: Path, resume: bool, name: str, what: str) -> None:
     assert not (run / "report.md").exists(), f"killed too late at {what!r}"
 
 
-def test_killed_at_every_stage_resumes_to_the_same_results(reference, tmp_path):
+def test_killed_at_every_stage_resumes_to_the_same_results(toy_reference, tmp_path):
     """One run killed at each of FILE_KILL_POINTS in turn: every resumed process is killed at the next point."""
     run, seed_dir = tmp_path / "run", tmp_path / "run" / "seed0"
     before = None
@@ -201,22 +167,22 @@ def test_killed_at_every_stage_resumes_to_the_same_results(reference, tmp_path):
             _check_nothing_redone(before, seed_dir, run)
         _check_whole(seed_dir)
         before = Snapshot(seed_dir, run)
-    _finish(_start(_command(run, resume=True)))
+    finish(start(toy_command(run, resume=True)))
     _check_nothing_redone(before, seed_dir, run)
     _check_no_strays(run)
-    assert_same_results(reference, seed_dir)
+    assert_same_results(toy_reference, seed_dir)
 
 
-def test_killed_after_random_delays_resumes_to_the_same_results(reference, tmp_path):
+def test_killed_after_random_delays_resumes_to_the_same_results(toy_reference, tmp_path):
     """Kills after seeded random delays (past the interpreter's start-up, so every process gets some work done)."""
     run, seed_dir = tmp_path / "run", tmp_path / "run" / "seed0"
     rng = random.Random(RANDOM_SEED)
     before, kills = None, 0
     for i in range(RANDOM_KILLS):
-        proc = _start(_command(run, i > 0))
+        proc = start(toy_command(run, i > 0))
         time.sleep(rng.uniform(3.5, 7.0))
         if proc.poll() is not None:
-            _finish(proc)  # finished before the delay ran out: fine, nothing left to kill
+            finish(proc)  # finished before the delay ran out: fine, nothing left to kill
             break
         _kill(proc)
         kills += 1
@@ -225,9 +191,9 @@ def test_killed_after_random_delays_resumes_to_the_same_results(reference, tmp_p
         _check_whole(seed_dir)
         before = Snapshot(seed_dir, run)
     else:
-        _finish(_start(_command(run, resume=True)))
+        finish(start(toy_command(run, resume=True)))
     assert kills >= 2, f"only {kills} of the random kills hit a running process"
     if before is not None:
         _check_nothing_redone(before, seed_dir, run)
     _check_no_strays(run)
-    assert_same_results(reference, seed_dir)
+    assert_same_results(toy_reference, seed_dir)

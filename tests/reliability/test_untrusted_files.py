@@ -12,7 +12,6 @@ import io
 import os
 import pickle
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +157,7 @@ def test_plain_smpl_pickle_with_sparse_regressor_still_loads(tmp_path):
     """The gate refuses code, not data: numpy arrays and scipy.sparse matrices come back."""
     scipy_sparse = pytest.importorskip("scipy.sparse")
     from domains.motion.body import load_smpl_file
-    from test_bad_inputs import tiny_smpl
+    from reliability_helpers import tiny_smpl
 
     model = tiny_smpl()
     model["J_regressor"] = scipy_sparse.csc_matrix(model["J_regressor"])
@@ -309,5 +308,3 @@ def test_the_scan_catches_each_forbidden_pattern(bad):
 def test_the_scan_passes_safe_code(fine):
     assert not forbidden_calls(fine), f"false alarm on {fine!r}"
 
-
-sys.path.insert(0, str(Path(__file__).parent))  # test_plain_smpl_pickle... imports the table's tiny SMPL model
