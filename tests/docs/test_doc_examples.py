@@ -29,7 +29,7 @@ SKIP = "<!-- skip-test -->"
 FENCE = re.compile(r"^```(\w*)\s*$")
 TINY_DOMAINS = {"toy", "traffic", "motion"}
 QUIET = {"train", "sample", "eval", "run", "data"}
-SHRINK = ["base.steps=20", "classifier.steps=10", "distil.steps=10", "genneg.samples_per_round=64",
+SHRINK = ["base.steps=20", "classifier.steps=10", "distil.steps=10", "genneg.rounds=1", "genneg.samples_per_round=64",
           "genneg.distil_samples=64", "genneg.baselines=[]", "eval.num_samples=64", "eval.num_nll=16",
           "eval.nll_sigmas=2"]
 
