@@ -64,6 +64,7 @@ def kernel_env(tmp_path, genneg_cache, monkeypatch):
         monkeypatch.setenv(var, "1")
     work = tmp_path / "work"
     work.mkdir()
+    monkeypatch.setenv("TMPDIR", str(work))  # the notebooks' run folders (tempfile.mkdtemp) land here
     return work
 
 
