@@ -60,6 +60,10 @@ class GenNegConfig:
         calibrate: fit a temperature per σ-bin on held-out labelled samples after training.
         distil_data_fraction: share of each distillation batch drawn from training data rather than the teacher.
         distil_samples: teacher samples generated for distillation.
+        distil_sigma: σ distribution of the distillation loss. "lognormal": the base model's (EDM's) training
+            distribution, which rarely visits the small σ where a classifier's correction lives; "loguniform": ln σ
+            uniform over [classifier_sigma_min, classifier_sigma_max], so the student sees the whole guidance window
+            (measured on the toy: the student follows the teacher closer, fewer infractions, and the teacher's NLL).
         baselines: which baselines and ablations `genneg run` evaluates.
         penalty_sigma_max: the penalty baseline acts only below this σ.
         auto_window: stop each classifier's guidance above the σ where, on held-out samples, it stops beating the
@@ -82,6 +86,7 @@ class GenNegConfig:
     calibrate: bool = True
     distil_data_fraction: float = 0.0
     distil_samples: int = 20000
+    distil_sigma: str = "lognormal"
     baselines: tuple[str, ...] = BASELINES
     penalty_weight: float = 10.0
     penalty_sigma_max: float = 1.0
@@ -103,6 +108,8 @@ class GenNegConfig:
                              f"{self.penalty_sigma_max}")
         if self.guidance_max_ratio is not None and not 0 < self.guidance_max_ratio < math.inf:
             raise ValueError(f"guidance_max_ratio must be None or positive and finite, got {self.guidance_max_ratio}")
+        if self.distil_sigma not in ("lognormal", "loguniform"):
+            raise ValueError(f"distil_sigma must be 'lognormal' or 'loguniform', got {self.distil_sigma!r}")
         if self.prior_correction not in ("weights", "offset"):
             raise ValueError(f"prior_correction must be 'weights' or 'offset', got {self.prior_correction!r}")
         unknown = set(self.baselines) - set(BASELINES)

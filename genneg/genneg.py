@@ -20,7 +20,7 @@ from .batch import concat, take
 from .checkpoint import load_weights, save_weights
 from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
 from .config import RunConfig
-from .diffusion import Denoiser, EDMPrecond, LogNormalSigma, edm_loss
+from .diffusion import Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, edm_loss
 from .generate import generate
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle, OracleResult, label
@@ -225,7 +225,8 @@ def distil(
     """Trains a copy of ``init`` to match the guided ``teacher``: λ(σ)‖S(x; σ) − D_g(x; σ)‖² on noised teacher samples.
 
     A fraction ``cfg.genneg.distil_data_fraction`` of the x0 are training data instead of teacher samples (the
-    regression target is still the teacher's denoiser). Teacher samples are cached in ``run_dir`` so a resumed
+    regression target is still the teacher's denoiser). ``cfg.genneg.distil_sigma`` picks the loss's σ distribution
+    (see GenNegConfig). Teacher samples are cached in ``run_dir`` so a resumed
     distillation does not redraw them.
     """
     g = cfg.genneg
@@ -235,12 +236,20 @@ def distil(
     student = copy.deepcopy(init).train().requires_grad_(True)
     data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
 
+    sigma_dist = _distil_sigma_dist(g)
+
     def objective(model, batch, gen):
-        return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=LogNormalSigma(), target=teacher, generator=gen)
+        return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher, generator=gen)
 
     res = train(student, objective, data, cfg.distil, run_dir=run_dir, name=name, resume=resume, callback=callback,
                 config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
     return res.model.eval().requires_grad_(False)
+
+
+def _distil_sigma_dist(g):
+    if g.distil_sigma == "loguniform":
+        return LogUniformSigma(g.classifier_sigma_min, g.classifier_sigma_max)
+    return LogNormalSigma()
 
 
 def _teacher_samples(teacher, domain, cfg, run_dir, name, progress):

@@ -74,17 +74,33 @@ def test_round_estimates_alpha_and_its_classifier_raises_the_valid_rate(gmm_doma
     assert (1 - after) < 0.5 * (1 - base), f"invalid {1 - base:.3f} -> {1 - after:.3f}"
 
 
-def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg):
+@pytest.mark.parametrize("distil_sigma", ["lognormal", "loguniform"])
+def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg, distil_sigma):
     d = gmm_domain
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, distil_sigma=distil_sigma))
     bayes = GuidanceTerm(lambda x, s, c: d.plane.log_prob_valid(d.gmm, x, s))
     teacher = guided(d.gmm.denoiser, [bayes])
     init = EDMPrecond(d.make_denoiser_net(gmm_cfg.net), d.sigma_data)
-    student = distil(teacher, init, d, gmm_cfg)
+    student = distil(teacher, init, d, cfg)
     t_valid, xt = valid_rate(d, teacher, gmm_cfg, seed=9)
     s_valid, xs = valid_rate(d, student, gmm_cfg, seed=9)
     assert s_valid > 0.93 and t_valid > 0.97
     assert torch.allclose(xs.mean(0), xt.mean(0), atol=0.08)
     assert torch.allclose(torch.cov(xs.T), torch.cov(xt.T), atol=0.08)
+
+
+def test_distillation_sigma_distribution_follows_the_config(gmm_cfg):
+    from genneg.diffusion import LogNormalSigma, LogUniformSigma
+    from genneg.genneg import _distil_sigma_dist
+
+    g = replace(gmm_cfg.genneg, distil_sigma="loguniform", classifier_sigma_min=0.01, classifier_sigma_max=3.0)
+    dist = _distil_sigma_dist(g)
+    assert isinstance(dist, LogUniformSigma) and (dist.sigma_min, dist.sigma_max) == (0.01, 3.0)
+    sig = dist(20000, generator=torch.Generator().manual_seed(0))
+    assert sig.min() >= 0.01 and sig.max() <= 3.0 and (sig < 0.05).float().mean() > 0.2  # small σ is visited
+    assert isinstance(_distil_sigma_dist(gmm_cfg.genneg), LogNormalSigma)
+    with pytest.raises(ValueError, match="distil_sigma"):
+        replace(gmm_cfg.genneg, distil_sigma="uniform")
 
 
 @pytest.mark.parametrize("fn, why", [
