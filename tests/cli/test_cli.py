@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genneg.checkpoint import load_weights
+from genneg.checkpoint import load_state, load_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TINY = ["--preset", "tiny", "--quiet"]
@@ -63,7 +63,8 @@ def test_killed_training_resumes_bit_for_bit(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _kill_when(killed / "base.state.pt", proc)
     assert not (killed / "base.safetensors").exists(), "killed too late: training had already finished"
-    assert not list(killed.glob(".*.tmp")), "a temporary file survived: a write was not atomic"
+    # a kill may land mid-write and leave a temporary behind; what matters is that the named checkpoint is whole
+    load_state(killed / "base.state.pt")
     genneg(*args, "--run-dir", str(killed), "--resume")
     a, _ = load_weights(tmp_path / "straight" / "base.safetensors")
     b, _ = load_weights(killed / "base.safetensors")
