@@ -12,6 +12,7 @@ delivers all of its samples, a fraction of them invalid, at one network evaluati
 from __future__ import annotations
 
 import argparse
+import statistics
 
 from common import measured, setup, table, toy_seed, write
 
@@ -23,8 +24,8 @@ from genneg.oracle import label
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
-    p.add_argument("--n", type=int, default=4000, help="raw samples per method and repeat")
-    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--n", type=int, default=2000, help="raw samples per method and repeat")
+    p.add_argument("--repeats", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -36,7 +37,7 @@ def main():
         f"stacked teacher ({len(classifiers)} classifiers)": (stack(base, classifiers, cfg), False),
         "Gen-neG distilled": (distilled, False),
     }
-    best = {}
+    runs = {}
     for r in range(args.repeats):
         order = list(methods.items()) if r % 2 == 0 else list(methods.items())[::-1]  # no favoured position
         for name, (den, reject) in order:
@@ -50,15 +51,21 @@ def main():
                    "valid_per_second": valid / m.seconds, "delivered_per_second": delivered / m.seconds,
                    "invalid_fraction_delivered": 0.0 if reject else 1 - valid / args.n,
                    "raw_per_valid": args.n / max(valid, 1)}
-            if name not in best or row["valid_per_second"] > best[name]["valid_per_second"]:
-                best[name] = row
-    ref = best["rejection sampling (base + oracle)"]["valid_per_second"]
-    rows = [[name, b["valid_per_second"], b["valid_per_second"] / ref, 100 * b["invalid_fraction_delivered"],
+            runs.setdefault(name, []).append(row)
+    reference = [row["valid_per_second"] for row in runs["rejection sampling (base + oracle)"]]
+    best = {}
+    for name, reps in runs.items():  # the median repeat; per-repeat ratios share the machine's load
+        rates = [row["valid_per_second"] for row in reps]
+        best[name] = {**sorted(reps, key=lambda row: row["valid_per_second"])[len(reps) // 2],
+                      "vs_rejection_median": statistics.median(a / r for a, r in zip(rates, reference))}
+    rows = [[name, b["valid_per_second"], b["vs_rejection_median"], 100 * b["invalid_fraction_delivered"],
              b["raw_per_valid"], f'{b["peak_mib"]:.1f}'] for name, b in best.items()]
     table(f"Valid samples per second (n = {args.n} raw samples, {cfg.sampler.steps} steps, sampling + decode + "
-          f"oracle, best of {args.repeats}; model: {source})",
-          ["method", "valid / s", "vs rejection", "% invalid delivered", "raw per valid", "peak MiB"], rows)
-    write("valid_per_second", {"source": source, "n": args.n, "repeats": args.repeats, "methods": best}, args.out)
+          f"oracle, {args.repeats} repeats; model: {source})",
+          ["method", "valid / s (median)", "vs rejection (median ratio)", "% invalid delivered", "raw per valid",
+           "peak MiB"], rows)
+    write("valid_per_second", {"source": source, "n": args.n, "repeats": args.repeats, "methods": best,
+                               "repeats_detail": runs}, args.out)
 
 
 if __name__ == "__main__":
