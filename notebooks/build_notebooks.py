@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-FAST_FLAG = '''FAST = os.environ.get("GENNEG_NOTEBOOK_FAST") == "1"  # the test suite sets it: tiny settings, seconds not minutes'''
+FAST_FLAG = '''FAST = os.environ.get("GENNEG_NOTEBOOK_FAST") == "1"  # set by the test suite: tiny settings'''
 
 # --------------------------------------------------------------------------------------------------- 01 toy
 
@@ -63,7 +63,8 @@ blue, invalid red, the valid cells grey)."""),
 def rates(result):
     s = infraction_summary(result)
     reasons = ", ".join(f"{k} {100 * v['rate']:.2f} %" for k, v in s["reasons"].items())
-    return f"invalid {100 * s['total']['rate']:.2f} % [{100 * s['total']['lo']:.2f}, {100 * s['total']['hi']:.2f}] ({reasons})"
+    t = s["total"]
+    return f"invalid {100 * t['rate']:.2f} % [{100 * t['lo']:.2f}, {100 * t['hi']:.2f}] ({reasons})"
 
 
 def show(panels):
@@ -94,7 +95,8 @@ it knows little, and guidance only uses it up to the σ where it beats the prior
     ("code", """r1 = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir)
 print(f"alpha = {r1.alpha:.3f} on {r1.num_samples} samples; "
       f"guides up to sigma = {r1.report['informative_sigma_max']:.2f}")"""),
-    ("code", """grid = np.stack(np.meshgrid(np.linspace(-2.5, 2.5, 120), np.linspace(-2.5, 2.5, 120)), -1).reshape(-1, 2)
+    ("code", """axis = np.linspace(-2.5, 2.5, 120)
+grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
 x = domain.encode(grid)
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 for ax, sigma in zip(axes, (0.02, 0.1, 0.5)):
@@ -204,7 +206,8 @@ with the same initial noise, so scene *i* of one stage is comparable with scene 
 def rates(result):
     s = infraction_summary(result)
     reasons = ", ".join(f"{k} {100 * v['rate']:.1f} %" for k, v in s["reasons"].items())
-    return f"invalid {100 * s['total']['rate']:.1f} % [{100 * s['total']['lo']:.1f}, {100 * s['total']['hi']:.1f}] ({reasons})"
+    t = s["total"]
+    return f"invalid {100 * t['rate']:.1f} % [{100 * t['lo']:.1f}, {100 * t['hi']:.1f}] ({reasons})"
 
 
 base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
@@ -315,7 +318,8 @@ plt.show()"""),
 def rates(result):
     s = infraction_summary(result)
     reasons = ", ".join(f"{k} {100 * v['rate']:.1f} %" for k, v in s["reasons"].items())
-    return f"invalid {100 * s['total']['rate']:.1f} % [{100 * s['total']['lo']:.1f}, {100 * s['total']['hi']:.1f}] ({reasons})"
+    t = s["total"]
+    return f"invalid {100 * t['rate']:.1f} % [{100 * t['lo']:.1f}, {100 * t['hi']:.1f}] ({reasons})"
 
 
 base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
@@ -379,8 +383,9 @@ own samples and guides the model away from scenes that break it. No gradient of 
 
 Default settings (the traffic `demo` preset, one round of guidance): 10 minutes measured on a busy 2-core CPU
 machine, plus 2 minutes to generate the data the first time. Measured there: keep_clear infractions 44.1 % for
-the base model, 24.6 % after guidance (1000 test scenes). `GENNEG_NOTEBOOK_FAST=1` (set by the test suite) uses the `tiny`
-preset and only checks that everything runs: with a base trained for seconds, its numbers mean little."""),
+the base model, 24.6 % after guidance (1000 test scenes). `GENNEG_NOTEBOOK_FAST=1` (set by the test suite)
+uses the `tiny` preset and only checks that everything runs: with a base trained for seconds, its numbers mean
+little."""),
     ("code", f"""import os
 import tempfile
 from dataclasses import replace
