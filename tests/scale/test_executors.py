@@ -96,8 +96,8 @@ def test_sumo_scenes_generated_on_a_dask_cluster(tmp_path):
     from domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset
 
     cfg = sumo_preset("tiny", warmup=20.0, snapshots=3, snapshot_every=5.0, centres_per_snapshot=3)
-    with distributed_pkg.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as procs, \
+    with distributed_pkg.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      worker_dashboard_address=None) as procs, \
             executor(dask_scheduler=procs.scheduler_address) as ex:
         folder = generate_scenes(tmp_path, cfg, executor=ex)
     manifest = read_manifest(folder)
