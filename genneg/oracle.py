@@ -240,7 +240,26 @@ def _load_entry_points():
 
     for ep in entry_points(group="genneg.oracles"):
         if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = ep.load()
+            _REGISTRY[ep.name] = _entry_point_factory(ep.name, ep.load())
+
+
+def _entry_point_factory(name: str, obj) -> Callable[[], Oracle]:
+    """What a ``genneg.oracles`` entry point may name: an Oracle object, a no-argument factory returning one, or a
+    plain oracle function ``fn(samples, cond) -> bool[B]`` (e.g. one decorated with ``@oracle``), wrapped here."""
+    import inspect
+
+    if hasattr(obj, "reason_names") and callable(obj):
+        return lambda: obj
+    if not callable(obj):
+        raise TypeError(f"entry point {name!r} of group genneg.oracles names {obj!r}, which is not callable")
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: treat as a factory
+        return obj
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not required:
+        return obj
+    return lambda: FunctionOracle(name, obj)
 
 
 def available_oracles() -> list[str]:

@@ -102,3 +102,45 @@ def test_sample_failures_are_told_apart_from_malformed_output_by_type():
 
     with pytest.raises(OracleOutputError):
         label(FunctionOracle("wrong", lambda x, c: np.ones((len(x), 2), bool)), np.zeros((3, 2)))
+
+
+def test_oracles_from_the_entry_point_group(tmp_path, monkeypatch):
+    """A package's ``genneg.oracles`` entry points may name a plain function, an @oracle-decorated one, a factory
+    or an Oracle object; each is found by name without the user importing the package."""
+    import importlib
+    import textwrap
+
+    from genneg import oracle as oracle_mod
+
+    (tmp_path / "my_rules.py").write_text(textwrap.dedent("""
+        import numpy as np
+        from genneg.oracle import FunctionOracle, oracle
+
+        def positive_x(samples, cond):
+            return np.asarray(samples)[:, 0] > 0
+
+        @oracle("decorated_rule")
+        def decorated(samples, cond):
+            return np.asarray(samples)[:, 1] > 0
+
+        def factory():
+            return FunctionOracle("from_factory", lambda s, c: np.asarray(s)[:, 0] < 0)
+
+        instance = FunctionOracle("instance_rule", lambda s, c: np.ones(len(s), bool))
+    """))
+    dist = tmp_path / "my_rules-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-rules\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[genneg.oracles]\nep_plain = my_rules:positive_x\nep_decorated = my_rules:decorated\n"
+        "ep_factory = my_rules:factory\nep_instance = my_rules:instance\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(oracle_mod, "_REGISTRY", dict(oracle_mod._REGISTRY))
+    x = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    assert {"ep_plain", "ep_decorated", "ep_factory", "ep_instance"} <= set(oracle_mod.available_oracles())
+    assert get_oracle("ep_plain")(x, None).valid.tolist() == [True, False]
+    assert get_oracle("ep_decorated")(x, None).valid.tolist() == [False, True]
+    assert get_oracle("ep_factory")(x, None).valid.tolist() == [False, True]
+    assert get_oracle("ep_instance")(x, None).valid.tolist() == [True, True]
+    assert get_oracle("ep_plain").reason_names == ("ep_plain",)
