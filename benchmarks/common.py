@@ -1,12 +1,13 @@
 """What every benchmark shares: the machine's description, peak-memory sampling, tables, JSON, and the models they
 measure (a finished `genneg run` seed, built here in a small setting when none is given).
 
-Each benchmark runs its comparisons side by side in one process, interleaved over repeats, and keeps the fastest
-repeat of each, so the ratios hold on a noisy machine.
+Each benchmark runs its comparisons side by side in one process, interleaved over repeats in alternating order
+(`alternating`), and reports ratios as medians of per-repeat ratios, so they hold on a noisy machine.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -179,6 +180,23 @@ def toy_bench_config():
         genneg=replace(cfg.genneg, rounds=3, samples_per_round=10_000, distil_samples=10_000, baselines=()),
         eval=replace(cfg.eval, num_samples=2000, num_nll=300, nll_sigmas=8),
     )
+
+
+def toy_parser(doc: str, n: int, repeats: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks that measure a toy seed: --run-dir, --n, --repeats, --threads, --out."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
+    p.add_argument("--n", type=int, default=n, help="samples per configuration and repeat")
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    return p
+
+
+def alternating(items: dict, repeat: int) -> list:
+    """``items``' pairs in order on even repeats and reversed on odd ones, so no configuration has a favoured slot."""
+    pairs = list(items.items())
+    return pairs if repeat % 2 == 0 else pairs[::-1]
 
 
 def toy_seed(run_dir: str | None = None):

@@ -10,10 +10,9 @@ holds on a noisy machine. Target: distilled / base <= 1.05 (the student is the s
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
-from common import measured, setup, table, toy_seed, write
+from common import alternating, measured, setup, table, toy_parser, toy_seed, write
 
 from genneg.generate import generate
 from genneg.genneg import stack
@@ -22,13 +21,8 @@ TARGET = 1.05
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
-    p.add_argument("--n", type=int, default=1000, help="samples per configuration and repeat")
-    p.add_argument("--repeats", type=int, default=16)
-    p.add_argument("--threads", type=int, default=1)
+    p = toy_parser(__doc__, n=1000, repeats=16)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None)
     args = p.parse_args()
     setup(args.threads)
     cfg, domain, base, classifiers, distilled, source = toy_seed(args.run_dir)
@@ -39,8 +33,7 @@ def main():
     seconds = {name: [] for name in configs}
     mib = {name: 0.0 for name in configs}
     for r in range(args.repeats):
-        order = list(configs.items()) if r % 2 == 0 else list(configs.items())[::-1]  # no favoured position
-        for name, den in order:
+        for name, den in alternating(configs, r):
             with measured() as m:
                 generate(den, domain.sample_shape, args.n, cfg.sampler, domain.conditions(args.n, "test", r), seed=r,
                          device=args.device)

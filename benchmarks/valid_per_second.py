@@ -11,10 +11,9 @@ delivers all of its samples, a fraction of them invalid, at one network evaluati
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
-from common import measured, setup, table, toy_seed, write
+from common import alternating, measured, setup, table, toy_parser, toy_seed, write
 
 from genneg.generate import generate
 from genneg.genneg import stack
@@ -22,12 +21,7 @@ from genneg.oracle import label
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
-    p.add_argument("--n", type=int, default=2000, help="raw samples per method and repeat")
-    p.add_argument("--repeats", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None)
+    p = toy_parser(__doc__, n=2000, repeats=8)
     args = p.parse_args()
     setup(args.threads)
     cfg, domain, base, classifiers, distilled, source = toy_seed(args.run_dir)
@@ -39,8 +33,7 @@ def main():
     }
     runs = {}
     for r in range(args.repeats):
-        order = list(methods.items()) if r % 2 == 0 else list(methods.items())[::-1]  # no favoured position
-        for name, (den, reject) in order:
+        for name, (den, reject) in alternating(methods, r):
             cond = domain.conditions(args.n, "test", r)
             with measured() as m:
                 x0 = generate(den, domain.sample_shape, args.n, cfg.sampler, cond, seed=100 + r)

@@ -15,8 +15,7 @@ from .batch import concat, take
 from .classifier import NoisyClassifier, classifier_report, fit_classifier
 from .config import RunConfig
 from .diffusion import Denoiser
-from .generate import generate
-from .genneg import build_classifier, load_cache, run_round, save_cache, stack
+from .genneg import build_classifier, draw_cached, run_round, stack
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle
 
@@ -45,16 +44,12 @@ def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=No
     m = cfg.genneg.samples_per_round
     data_x0, data_cond = domain.dataset("train")
     idx = torch.randperm(data_x0.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 5))[:m]
-    gen_cond = domain.conditions(len(idx), "train", cfg.seed * 1000 + 555)
+    seed = cfg.seed * 1000 + 555
+    gen_cond = domain.conditions(len(idx), "train", seed)
     cache = Path(run_dir) / "drawn_discriminator.safetensors" if run_dir is not None else None
-    key = {"n": len(idx), "split": "train", "seed": cfg.seed * 1000 + 555}
-    cached = load_cache(cache, key) if resume else None
-    if cached is None:  # model samples are cached as soon as drawn: a resumed baseline does not redraw them
-        fake = generate(base, domain.sample_shape, len(idx), cfg.sampler, gen_cond, seed=cfg.seed * 1000 + 555,
-                        device=cfg.device, callback=progress)
-        save_cache(cache, {"x0": fake}, {}, key)
-    else:
-        fake = cached[0]["x0"]
+    # model samples are cached as soon as drawn: a resumed baseline does not redraw them
+    fake = draw_cached(base, domain, cfg, gen_cond, len(idx), seed, {"n": len(idx), "split": "train", "seed": seed},
+                       cache=cache, resume=resume, progress=progress)[0]["x0"]
     x0 = torch.cat([data_x0[idx], fake])
     cond = None if data_cond is None else concat([take(data_cond, idx.numpy()), gen_cond])
     y = torch.cat([torch.ones(len(idx), dtype=torch.bool), torch.zeros(len(idx), dtype=torch.bool)])

@@ -121,12 +121,19 @@ def get_domain(name: str, *, domain_path: str | Path | None = None, **kwargs) ->
     return domain
 
 
-EXTRAS = {"traffic": "traffic", "motion": "motion"}  # built-in domain -> the extra that installs its dependencies
+def _extras() -> list[str]:
+    """The optional extras the installed genneg distribution declares (a built-in domain's extra bears its name)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        return metadata("genneg").get_all("Provides-Extra") or []
+    except PackageNotFoundError:
+        return []
 
 
 def missing_dependency(domain: str, error: ModuleNotFoundError) -> ModuleNotFoundError:
     """A ModuleNotFoundError that names the missing module and the extra (or package) that provides it."""
-    hint = f"pip install 'genneg[{EXTRAS[domain]}]'" if domain in EXTRAS else "install the domain's dependencies"
+    hint = f"pip install 'genneg[{domain}]'" if domain in _extras() else "install the domain's dependencies"
     return ModuleNotFoundError(f"domain {domain!r} needs the module {error.name!r}, which is not installed: {hint}",
                                name=error.name)
 

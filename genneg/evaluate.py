@@ -14,7 +14,7 @@ from .likelihood import mean_and_stderr, nll_bound
 from .oracle import Oracle, OracleResult, label
 from .stats import wilson_interval
 
-__all__ = ["infraction_summary", "evaluate_denoiser", "EvalData"]
+__all__ = ["infraction_summary", "format_infractions", "evaluate_denoiser", "EvalData"]
 
 
 def infraction_summary(result: OracleResult) -> dict:
@@ -30,8 +30,20 @@ def infraction_summary(result: OracleResult) -> dict:
         "n": n,
         "undefined": result.num_undefined,
         "total": rate(k),
-        "reasons": {name: rate(int(flags.sum())) for name, flags in result.reasons.items()},
+        "reasons": {name: rate(int((flags & result.defined).sum())) for name, flags in result.reasons.items()},
     }
+
+
+def format_infractions(result: OracleResult, digits: int = 1) -> str:
+    """One line for people: the invalid rate and each reason's, in % with 95 % Wilson intervals."""
+
+    def pct(r: dict) -> str:
+        return f"{100 * r['rate']:.{digits}f} % [{100 * r['lo']:.{digits}f}, {100 * r['hi']:.{digits}f}]"
+
+    s = infraction_summary(result)
+    reasons = ", ".join(f"{k} {pct(v)}" for k, v in s["reasons"].items())
+    undefined = f", {s['undefined']} undefined" if s["undefined"] else ""
+    return f"invalid {pct(s['total'])} ({reasons}){undefined}"
 
 
 class EvalData:

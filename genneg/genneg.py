@@ -28,7 +28,7 @@ from .stats import wilson_interval
 from .training import seeded, train
 
 __all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier",
-           "save_cache", "load_cache"]
+           "draw_cached", "save_cache", "load_cache"]
 
 
 @dataclass
@@ -79,13 +79,8 @@ def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n:
     """
     cond = domain.conditions(n, split, seed)
     key = {"n": n, "split": split, "seed": seed, "oracle": getattr(oracle, "name", "")}
-    cached = load_cache(cache, key) if resume else None
-    if cached is None:
-        x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device,
-                      callback=progress)
-        cached = ({"x0": x0}, {})
-        save_cache(cache, *cached, key)
-    tensors, extra = cached
+    tensors, extra = draw_cached(denoiser, domain, cfg, cond, n, seed, key, cache=cache, resume=resume,
+                                 progress=progress)
     x0 = tensors["x0"]
     if "valid" in tensors:
         reasons = {k: tensors[f"reason_{k}"].numpy() for k in extra["reasons"]}  # in the oracle's order
@@ -96,6 +91,23 @@ def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n:
     save_cache(cache, {"x0": x0, **{k: torch.from_numpy(v.copy()) for k, v in labels.items()}},
                {"errors": list(result.errors), "reasons": list(result.reasons)}, key)
     return x0, cond, result
+
+
+def draw_cached(denoiser: Denoiser, domain, cfg: RunConfig, cond, n: int, seed: int, key: dict, *,
+                cache: str | Path | None = None, resume: bool = False,
+                progress: Callable[[int], None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """``n`` samples of ``denoiser`` on ``cond`` as ``({"x0": ...} plus whatever was cached with them, extra)``.
+
+    With ``resume``, what ``cache`` holds under ``key`` is returned as it is; otherwise the samples are drawn and
+    written to ``cache`` at once (a later stage may add labels to the same file under the same key).
+    """
+    cached = load_cache(cache, key) if resume else None
+    if cached is None:
+        x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device,
+                      callback=progress)
+        cached = ({"x0": x0}, {})
+        save_cache(cache, *cached, key)
+    return cached
 
 
 def save_cache(path: str | Path | None, tensors: dict[str, torch.Tensor], extra: dict, key: dict) -> None:
@@ -230,7 +242,7 @@ def distil(
     distillation does not redraw them.
     """
     g = cfg.genneg
-    x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, progress)
+    x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress)
     if g.distil_data_fraction > 0:
         x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, cfg.seed)
     student = copy.deepcopy(init).train().requires_grad_(True)
@@ -252,18 +264,13 @@ def _distil_sigma_dist(g):
     return LogNormalSigma()
 
 
-def _teacher_samples(teacher, domain, cfg, run_dir, name, progress):
+def _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress):
     path = Path(run_dir) / f"{name}.teacher_samples.safetensors" if run_dir else None
-    if path is not None and path.exists():
-        state, _ = load_weights(path)
-        return state["x0"], domain.conditions(state["x0"].shape[0], "train", cfg.seed * 1000 + 999)
-    n = cfg.genneg.distil_samples
-    cond = domain.conditions(n, "train", cfg.seed * 1000 + 999)
-    x0 = generate(teacher, domain.sample_shape, n, cfg.sampler, cond, seed=cfg.seed * 1000 + 999, device=cfg.device,
-                  callback=progress)
-    if path is not None:
-        save_weights(path, {"x0": x0})
-    return x0, cond
+    n, seed = cfg.genneg.distil_samples, cfg.seed * 1000 + 999
+    cond = domain.conditions(n, "train", seed)
+    tensors, _ = draw_cached(teacher, domain, cfg, cond, n, seed, {"n": n, "split": "train", "seed": seed},
+                             cache=path, resume=resume, progress=progress)
+    return tensors["x0"], cond
 
 
 def _mix_with_data(domain, x0, cond, fraction: float, seed: int):

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from genneg.domain import get_domain
-from genneg.evaluate import infraction_summary
+from genneg.evaluate import format_infractions
 from genneg.genneg import distil, draw_labelled, run_round, stack
 from genneg.models import fit_base
 
@@ -52,19 +52,12 @@ run_dir = tempfile.mkdtemp(prefix="genneg-01-")
 N = 1000 if FAST else 10_000                  # samples per picture
 print(f"preset {{cfg.preset}}: {{cfg.base.steps}} base steps, {{cfg.genneg.rounds}} rounds of "
       f"{{cfg.genneg.samples_per_round}} samples, {{cfg.distil.steps}} distillation steps")"""),
-    ("md", """Helpers: draw `N` samples from any denoiser (same seed, so stages are comparable) and label them; format
-the infraction rate (95 % Wilson interval) per reason; plot a row of stages with the domain's own plot (valid
+    ("md", """Helpers: draw `N` samples from any denoiser (same seed, so stages are comparable) and label them
+(`genneg.evaluate.format_infractions` prints each rate with its 95 % Wilson interval, per reason); plot a row of stages with the domain's own plot (valid
 blue, invalid red, the valid cells grey)."""),
     ("code", """def draw(denoiser):
     x0, cond, result = draw_labelled(denoiser, domain, cfg, oracle, N, split="test", seed=1)
     return domain.decode(x0, cond), result
-
-
-def rates(result):
-    s = infraction_summary(result)
-    reasons = ", ".join(f"{k} {100 * v['rate']:.2f} %" for k, v in s["reasons"].items())
-    t = s["total"]
-    return f"invalid {100 * t['rate']:.2f} % [{100 * t['lo']:.2f}, {100 * t['hi']:.2f}] ({reasons})"
 
 
 def show(panels):
@@ -85,7 +78,7 @@ cells (`white_cell`) or off the board (`outside`): these are the infractions Gen
     ("code", """base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
 stages["base"] = draw(base)
 show([("base model", *stages["base"])])
-print(rates(stages["base"][1]))"""),
+print(format_infractions(stages["base"][1], digits=2))"""),
     ("md", """## 3. Round 1: a noisy classifier of the oracle's verdicts
 
 `run_round` samples from the current model, labels the samples with the oracle (α = the valid fraction), and
@@ -128,7 +121,7 @@ stages["distilled"] = draw(student)
 show([(name, *stages[name]) for name in stages])"""),
     ("md", "## 6. Infraction rates per stage (on the same test draws)"),
     ("code", """for name, (_, result) in stages.items():
-    print(f"{name:>10}: {rates(result)}")"""),
+    print(f"{name:>10}: {format_infractions(result, digits=2)}")"""),
     ("md", """`genneg run toy --preset demo` runs these stages plus the baselines and ablations, on more samples and
 with the NLL bound of every stage, and writes `report.md`; see `docs/toy.md`."""),
 ]
@@ -159,7 +152,7 @@ import numpy as np
 
 from genneg.batch import take
 from genneg.domain import get_domain
-from genneg.evaluate import infraction_summary
+from genneg.evaluate import format_infractions
 from genneg.genneg import draw_labelled, run_round, stack
 from genneg.models import fit_base
 
@@ -203,16 +196,9 @@ with the same initial noise, so scene *i* of one stage is comparable with scene 
     return domain.decode(x0, cond), result
 
 
-def rates(result):
-    s = infraction_summary(result)
-    reasons = ", ".join(f"{k} {100 * v['rate']:.1f} %" for k, v in s["reasons"].items())
-    t = s["total"]
-    return f"invalid {100 * t['rate']:.1f} % [{100 * t['lo']:.1f}, {100 * t['hi']:.1f}] ({reasons})"
-
-
 base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
 before = draw(base)
-print("base:", rates(before[1]))"""),
+print("base:", format_infractions(before[1]))"""),
     ("md", """## 3. Gen-neG: rounds of oracle-trained classifiers, stacked as guidance
 
 Each round samples the current model on *training* maps, labels the scenes with the oracle and trains a
@@ -225,8 +211,8 @@ for k in range(1, cfg.genneg.rounds + 1):
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} scenes {r.skipped}")
 guided = stack(base, classifiers, cfg)
 after = draw(guided)
-print("base:   ", rates(before[1]))
-print("Gen-neG:", rates(after[1]))"""),
+print("base:   ", format_infractions(before[1]))
+print("Gen-neG:", format_infractions(after[1]))"""),
     ("md", """Measured in the default setting (1000 test scenes, one seed, on a busy 2-core machine): the base model is
 invalid in 85.5 % of the scenes (collision 52.9 %, off-road 61.9 %); after two rounds 92.4 % (collision 29.5 %,
 off-road 86.8 %). Guidance pulls the vehicles apart, which removes many collisions, but pushes more of them off
@@ -283,7 +269,7 @@ from IPython.display import Image, display
 
 from genneg.batch import take
 from genneg.domain import get_domain
-from genneg.evaluate import infraction_summary
+from genneg.evaluate import format_infractions
 from genneg.genneg import draw_labelled, run_round, stack
 from genneg.models import fit_base
 
@@ -315,16 +301,9 @@ plt.show()"""),
     return domain.decode(x0, cond), result
 
 
-def rates(result):
-    s = infraction_summary(result)
-    reasons = ", ".join(f"{k} {100 * v['rate']:.1f} %" for k, v in s["reasons"].items())
-    t = s["total"]
-    return f"invalid {100 * t['rate']:.1f} % [{100 * t['lo']:.1f}, {100 * t['hi']:.1f}] ({reasons})"
-
-
 base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
 before = draw(base)
-print("base:", rates(before[1]))"""),
+print("base:", format_infractions(before[1]))"""),
     ("code", """classifiers = []
 for k in range(1, cfg.genneg.rounds + 1):
     r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, run_dir=run_dir)
@@ -332,8 +311,8 @@ for k in range(1, cfg.genneg.rounds + 1):
     state = r.skipped or ("collapsed: guides nothing" if r.report.get("collapsed") else "informative")
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} windows; classifier {state}")
 after = draw(stack(base, classifiers, cfg))
-print("base:   ", rates(before[1]))
-print("Gen-neG:", rates(after[1]))
+print("base:   ", format_infractions(before[1]))
+print("Gen-neG:", format_infractions(after[1]))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
 domain.plot(before[0], None, before[1], axes[0], "base")
 domain.plot(after[0], None, after[1], axes[1], "Gen-neG")
@@ -395,7 +374,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 
 from genneg.domain import get_domain
-from genneg.evaluate import infraction_summary
+from genneg.evaluate import format_infractions
 from genneg.genneg import draw_labelled, run_round, stack
 from genneg.models import fit_base
 from genneg.oracle import oracle
@@ -443,14 +422,8 @@ def draw(denoiser):
     return domain.decode(x0, cond), result
 
 
-def rates(result):
-    s = infraction_summary(result)
-    return ", ".join(f"{k} {100 * v['rate']:.1f} % [{100 * v['lo']:.1f}, {100 * v['hi']:.1f}]"
-                     for k, v in s["reasons"].items())
-
-
 x0, cond = domain.dataset("train")
-print("training data:", rates(measure(domain.decode(x0, cond))))"""),
+print("training data:", format_infractions(measure(domain.decode(x0, cond))))"""),
     ("md", """## 3. Base model, one classifier, guided model
 
 The rule is broken by about half of the real scenes, so the base model breaks it often too. `run_round` draws
@@ -462,8 +435,8 @@ r = run_round(base, domain, cfg, rule, 1, run_dir=run_dir)
 print(f"alpha (keep_clear valid fraction of the base's training-map samples) = {r.alpha:.3f} {r.skipped}")
 guided = stack(base, [r.classifier] if r.classifier is not None else [], cfg)
 after = draw(guided)"""),
-    ("code", """print("base:   ", rates(before[1]))
-print("guided: ", rates(after[1]))
+    ("code", """print("base:   ", format_infractions(before[1]))
+print("guided: ", format_infractions(after[1]))
 k0 = before[1].reasons["keep_clear"][before[1].defined].mean()
 k1 = after[1].reasons["keep_clear"][after[1].defined].mean()
 print(f"keep_clear infractions: {100 * k0:.1f} % -> {100 * k1:.1f} %")"""),

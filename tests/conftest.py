@@ -16,3 +16,11 @@ def gmm_domain():
 @pytest.fixture
 def gmm_cfg(gmm_domain):
     return gmm_domain.presets()["default"]
+
+
+@pytest.fixture(scope="session")
+def genneg_cache(tmp_path_factory):
+    """One data cache for the session (SUMO scenes, motion windows), shared by tests/docs and tests/notebooks."""
+    path = tmp_path_factory.getbasetemp() / "genneg-cache"
+    path.mkdir(exist_ok=True)
+    return path

@@ -97,14 +97,6 @@ def tiny_argv(line: str) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="session")
-def genneg_cache(tmp_path_factory):
-    """One data cache for the session (SUMO scenes, motion windows), shared with tests/notebooks."""
-    path = tmp_path_factory.getbasetemp() / "genneg-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def test_every_doc_page_is_there():
     assert EXPECTED_DOCS <= set(DOCS)
 

@@ -144,3 +144,16 @@ def test_oracles_from_the_entry_point_group(tmp_path, monkeypatch):
     assert get_oracle("ep_factory")(x, None).valid.tolist() == [False, True]
     assert get_oracle("ep_instance")(x, None).valid.tolist() == [True, True]
     assert get_oracle("ep_plain").reason_names == ("ep_plain",)
+
+
+def test_infraction_summary_and_its_one_line_format():
+    from genneg.evaluate import format_infractions, infraction_summary
+
+    valid = np.array([True, True, False, False, True])
+    result = OracleResult(valid, {"a": ~valid, "b": np.array([False, False, True, False, False])},
+                          defined=np.array([True, True, True, False, True]))
+    s = infraction_summary(result)
+    assert s["n"] == 4 and s["undefined"] == 1 and s["total"]["count"] == 1  # the undefined sample is excluded
+    assert s["total"]["lo"] < 0.25 < s["total"]["hi"]
+    line = format_infractions(result, digits=1)
+    assert line.startswith("invalid 25.0 % [") and "a 25.0 %" in line and "b 25.0 %" in line and line.endswith(", 1 undefined")

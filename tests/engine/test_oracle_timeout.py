@@ -19,22 +19,21 @@ HANG, CRASH = 7.0, 13.0
 release = threading.Event()
 
 
-def simulator(x, cond=None):
+def _simulate(x, hang):
     x = np.asarray(x)
     if (x[:, 0] == CRASH).any():
         raise RuntimeError("simulator crashed")
     if (x[:, 0] == HANG).any():
-        release.wait(30.0)
+        hang()
     return x[:, 0] > 0
+
+
+def simulator(x, cond=None):
+    return _simulate(x, lambda: release.wait(30.0))
 
 
 def sleepy_simulator(x, cond=None):  # for process pools, where the event cannot reach the worker
-    x = np.asarray(x)
-    if (x[:, 0] == CRASH).any():
-        raise RuntimeError("simulator crashed")
-    if (x[:, 0] == HANG).any():
-        time.sleep(2.0)
-    return x[:, 0] > 0
+    return _simulate(x, lambda: time.sleep(2.0))
 
 
 def dies_on_crash(x, cond=None):

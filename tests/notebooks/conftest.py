@@ -10,14 +10,6 @@ def notebook_seconds() -> dict[str, float]:
     return NOTEBOOK_SECONDS
 
 
-@pytest.fixture(scope="session")
-def genneg_cache(tmp_path_factory):
-    """One data cache for the session (SUMO scenes, motion windows), shared with tests/docs."""
-    path = tmp_path_factory.getbasetemp() / "genneg-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def pytest_terminal_summary(terminalreporter):
     if NOTEBOOK_SECONDS:
         terminalreporter.section("notebook run times (GENNEG_NOTEBOOK_FAST=1)")

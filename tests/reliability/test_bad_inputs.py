@@ -65,6 +65,12 @@ class Bad:
     match: str
 
 
+def file_cases(label: str, reader: Callable[[Any], Any], rows) -> list[Bad]:
+    """One Bad per ``(name, file, error, match)`` row: ``reader`` applied to that fixture file."""
+    return [Bad(f"{label} {name}", lambda f, file=file: reader(f.path(file)), err, match)
+            for name, file, err, match in rows]
+
+
 class CliError(Exception):
     """The `genneg` command exited non-zero; the message is what it printed."""
 
@@ -289,6 +295,103 @@ def _run_twice(f):
     run(TOY, TINY, f.path("run_base"), seeds=1)
 
 
+# ------------------------------------------------------------------------- lazy imports of the domain modules
+def _offroad(boxes, area, tolerance=0.3):
+    from oracles.traffic import offroad
+
+    return offroad(boxes, None, area, tolerance)
+
+
+def _read_sumo(path):
+    from domains.traffic.map import read_sumo_net
+
+    return read_sumo_net(path)
+
+
+def _read_lanelet2(path):
+    from domains.traffic.map import read_lanelet2_map
+
+    return read_lanelet2_map(path)
+
+
+def _read_tracks(path):
+    from domains.traffic.data.interaction import read_tracks
+
+    return read_tracks(path)
+
+
+def _load_interaction(tracks, map_file):
+    from domains.traffic.data.interaction import load_interaction
+
+    return load_interaction(tracks, map_file)
+
+
+def _load_scenes(folder, split):
+    from domains.traffic.data.store import load_scenes
+
+    return load_scenes(folder, split)
+
+
+def _read_manifest(folder):
+    from domains.traffic.data.store import read_manifest
+
+    return read_manifest(folder)
+
+
+def _read_scenes_json(path):
+    from domains.traffic.export import read_scenes_json
+
+    return read_scenes_json(path)
+
+
+def _sumo_home():
+    from domains.traffic.data.sumo import sumo_home
+
+    return sumo_home()
+
+
+def _load_amass(path, fps=20.0):
+    from domains.motion.data.amass import load_amass
+
+    return load_amass(path, fps=fps)
+
+
+def _read_clip(path):
+    from domains.motion.data.deepmimic import read_clip
+
+    return read_clip(path)
+
+
+def _clip_paths():
+    from domains.motion.data.deepmimic import default_clip_paths
+
+    return default_clip_paths()
+
+
+def _load_smpl(path):
+    from domains.motion.body import load_smpl_file
+
+    return load_smpl_file(path)
+
+
+def _load_windows(path, split=None):
+    from domains.motion.data.windows import load_windows
+
+    return load_windows(path, split)
+
+
+def _motion_domain(**kw):
+    from domains.motion import MotionDomain
+
+    return MotionDomain(**kw)
+
+
+def _thresholds(*args):
+    from oracles.motion import MotionThresholds
+
+    return MotionThresholds(*args)
+
+
 # ---------------------------------------------------------------------------------------------------- the table
 CASES: list[Bad] = [
     # --- engine: samples, sigmas, denoisers
@@ -462,43 +565,34 @@ CASES: list[Bad] = [
     Bad("road map crop radius 0", lambda f: _roadmap(ROAD).crop((0, 0), 0.0, 0.0, 5, 4), ValueError, "radius > 0"),
     Bad("road map crop NaN centre", lambda f: _roadmap(ROAD).crop((NAN, 0), 0.0, 10.0, 5, 4), ValueError, "finite"),
     # --- SUMO networks
-    *[
-        Bad(f"SUMO net {name}", (lambda n: lambda f: _read_sumo(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.net.xml", FileNotFoundError, "map file not found"),
-            ("empty", "empty.net.xml", ValueError, "map file is empty"),
-            ("truncated", "trunc.net.xml", ValueError, "trunc.net.xml is not a readable SUMO network"),
-            ("truncated gzip", "trunc.net.xml.gz", ValueError, "not a readable SUMO network"),
-            ("binary garbage", "garbage.net.xml", ValueError, "not a readable SUMO network"),
-            ("of routes, not roads", "routes.net.xml", ValueError, "no lane allows vehicle class"),
-        ]
-    ],
+    *file_cases("SUMO net", _read_sumo, [
+        ("missing", "no_such.net.xml", FileNotFoundError, "map file not found"),
+        ("empty", "empty.net.xml", ValueError, "map file is empty"),
+        ("truncated", "trunc.net.xml", ValueError, "trunc.net.xml is not a readable SUMO network"),
+        ("truncated gzip", "trunc.net.xml.gz", ValueError, "not a readable SUMO network"),
+        ("binary garbage", "garbage.net.xml", ValueError, "not a readable SUMO network"),
+        ("of routes, not roads", "routes.net.xml", ValueError, "no lane allows vehicle class"),
+    ]),
     # --- lanelet2 maps
-    *[
-        Bad(f"lanelet2 map {name}", (lambda n: lambda f: _read_lanelet2(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.osm", FileNotFoundError, "map file not found"),
-            ("empty", "empty.txt", ValueError, "map file is empty"),
-            ("truncated", "trunc.osm", ValueError, "trunc.osm is not a readable lanelet2 map"),
-            ("binary garbage", "garbage.osm", ValueError, "not a readable lanelet2 map"),
-            ("without lanelets", "nolanelet.osm", ValueError, "no drivable lanelet"),
-        ]
-    ],
+    *file_cases("lanelet2 map", _read_lanelet2, [
+        ("missing", "no_such.osm", FileNotFoundError, "map file not found"),
+        ("empty", "empty.txt", ValueError, "map file is empty"),
+        ("truncated", "trunc.osm", ValueError, "trunc.osm is not a readable lanelet2 map"),
+        ("binary garbage", "garbage.osm", ValueError, "not a readable lanelet2 map"),
+        ("without lanelets", "nolanelet.osm", ValueError, "no drivable lanelet"),
+    ]),
     # --- INTERACTION tracks
-    *[
-        Bad(f"INTERACTION tracks {name}", (lambda n: lambda f: _read_tracks(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.csv", FileNotFoundError, "track file not found"),
-            ("empty", "empty.txt", ValueError, "not an INTERACTION vehicle track file"),
-            ("wrong header", "tracks_header.csv", ValueError, "not an INTERACTION vehicle track file"),
-            ("header only", "tracks_only_header.csv", ValueError, "no rows"),
-            ("truncated row", "tracks_short_row.csv", ValueError, "malformed row"),
-            ("text in a number column", "tracks_text.csv", ValueError, "malformed row"),
-            ("NaN", "tracks_nan.csv", ValueError, "NaN or inf"),
-            ("negative length", "tracks_neg.csv", ValueError, "non-positive length or width"),
-            ("binary", "tracks_binary.csv", ValueError, "not a readable CSV"),
-        ]
-    ],
+    *file_cases("INTERACTION tracks", _read_tracks, [
+        ("missing", "no_such.csv", FileNotFoundError, "track file not found"),
+        ("empty", "empty.txt", ValueError, "not an INTERACTION vehicle track file"),
+        ("wrong header", "tracks_header.csv", ValueError, "not an INTERACTION vehicle track file"),
+        ("header only", "tracks_only_header.csv", ValueError, "no rows"),
+        ("truncated row", "tracks_short_row.csv", ValueError, "malformed row"),
+        ("text in a number column", "tracks_text.csv", ValueError, "malformed row"),
+        ("NaN", "tracks_nan.csv", ValueError, "NaN or inf"),
+        ("negative length", "tracks_neg.csv", ValueError, "non-positive length or width"),
+        ("binary", "tracks_binary.csv", ValueError, "not a readable CSV"),
+    ]),
     Bad("INTERACTION without track files", lambda f: _load_interaction([], f.path("nolanelet.osm")), ValueError,
         "at least one"),
     # --- traffic scene data and exports
@@ -520,58 +614,49 @@ CASES: list[Bad] = [
     Bad("traffic map_lines out of range", lambda f: _traffic(preset="tiny", map_lines=999), ValueError, "map_lines"),
     Bad("traffic max_vehicles 0", lambda f: _traffic(preset="tiny", max_vehicles=0), ValueError, "max_vehicles"),
     # --- AMASS
-    *[
-        Bad(f"AMASS {name}", (lambda n: lambda f: _load_amass(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.npz", FileNotFoundError, "AMASS file not found"),
-            ("truncated", "amass_trunc.npz", ValueError, "amass_trunc.npz is not a readable AMASS .npz"),
-            ("not an npz", "garbage.bin", ValueError, "is not a readable AMASS .npz"),
-            ("with pickled objects", "amass_pickle.npz", ValueError, "pickled objects"),
-            ("lacking trans", "amass_lacks.npz", ValueError, r"lacks \['trans', 'mocap_framerate'\]"),
-            ("poses of 70 numbers", "amass_shape.npz", ValueError, r"poses must be \[N, 72 \| 156 \| 165\]"),
-            ("NaN poses", "amass_nan.npz", ValueError, "NaN"),
-            ("infinite trans", "amass_inf_trans.npz", ValueError, "NaN or infinite"),
-            ("frame rate 0", "amass_fps0.npz", ValueError, "mocap_framerate must be one positive number"),
-            ("two frame rates", "amass_fps_many.npz", ValueError, "mocap_framerate must be one positive number"),
-            ("one frame", "amass_one_frame.npz", ValueError, ">= 2 frames"),
-            ("text poses", "amass_text.npz", ValueError, "numeric"),
-        ]
-    ],
+    *file_cases("AMASS", _load_amass, [
+        ("missing", "no_such.npz", FileNotFoundError, "AMASS file not found"),
+        ("truncated", "amass_trunc.npz", ValueError, "amass_trunc.npz is not a readable AMASS .npz"),
+        ("not an npz", "garbage.bin", ValueError, "is not a readable AMASS .npz"),
+        ("with pickled objects", "amass_pickle.npz", ValueError, "pickled objects"),
+        ("lacking trans", "amass_lacks.npz", ValueError, r"lacks \['trans', 'mocap_framerate'\]"),
+        ("poses of 70 numbers", "amass_shape.npz", ValueError, r"poses must be \[N, 72 \| 156 \| 165\]"),
+        ("NaN poses", "amass_nan.npz", ValueError, "NaN"),
+        ("infinite trans", "amass_inf_trans.npz", ValueError, "NaN or infinite"),
+        ("frame rate 0", "amass_fps0.npz", ValueError, "mocap_framerate must be one positive number"),
+        ("two frame rates", "amass_fps_many.npz", ValueError, "mocap_framerate must be one positive number"),
+        ("one frame", "amass_one_frame.npz", ValueError, ">= 2 frames"),
+        ("text poses", "amass_text.npz", ValueError, "numeric"),
+    ]),
     Bad("AMASS target fps NaN", lambda f: _load_amass(f.path("amass_ok.npz"), fps=NAN), ValueError, "fps"),
     # --- DeepMimic clips
-    *[
-        Bad(f"DeepMimic clip {name}", (lambda n: lambda f: _read_clip(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.txt", FileNotFoundError, "DeepMimic clip not found"),
-            ("empty", "empty.txt", ValueError, "invalid JSON, truncated"),
-            ("truncated", "clip_trunc.txt", ValueError, "clip_trunc.txt: not a DeepMimic clip"),
-            ("binary", "clip_binary.txt", ValueError, "not a DeepMimic clip"),
-            ("a JSON list", "clip_list.txt", ValueError, "'Frames' list"),
-            ("frames of 40 numbers", "clip_width.txt", ValueError, "frames of 44 numbers"),
-            ("one frame", "clip_one.txt", ValueError, ">= 2 frames"),
-            ("NaN", "clip_nan.txt", ValueError, "NaN"),
-            ("text", "clip_text.txt", ValueError, "numbers only"),
-            ("booleans", "clip_bool.txt", ValueError, "numbers only"),
-            ("zero frame duration", "clip_zero_dt.txt", ValueError, "positive duration"),
-            ("zero quaternion", "clip_zero_quat.txt", ValueError, "zero-length"),
-        ]
-    ],
+    *file_cases("DeepMimic clip", _read_clip, [
+        ("missing", "no_such.txt", FileNotFoundError, "DeepMimic clip not found"),
+        ("empty", "empty.txt", ValueError, "invalid JSON, truncated"),
+        ("truncated", "clip_trunc.txt", ValueError, "clip_trunc.txt: not a DeepMimic clip"),
+        ("binary", "clip_binary.txt", ValueError, "not a DeepMimic clip"),
+        ("a JSON list", "clip_list.txt", ValueError, "'Frames' list"),
+        ("frames of 40 numbers", "clip_width.txt", ValueError, "frames of 44 numbers"),
+        ("one frame", "clip_one.txt", ValueError, ">= 2 frames"),
+        ("NaN", "clip_nan.txt", ValueError, "NaN"),
+        ("text", "clip_text.txt", ValueError, "numbers only"),
+        ("booleans", "clip_bool.txt", ValueError, "numbers only"),
+        ("zero frame duration", "clip_zero_dt.txt", ValueError, "positive duration"),
+        ("zero quaternion", "clip_zero_quat.txt", ValueError, "zero-length"),
+    ]),
     # --- SMPL models
-    *[
-        Bad(f"SMPL model {name}", (lambda n: lambda f: _load_smpl(f.path(n)))(n), err, m)
-        for name, n, err, m in [
-            ("missing", "no_such.pkl", FileNotFoundError, "SMPL model file not found"),
-            ("truncated pickle", "smpl_trunc.pkl", ValueError, "not a readable SMPL pickle"),
-            ("garbage pickle", "garbage.bin", ValueError, "not a readable SMPL pickle"),
-            ("pickle of a list", "smpl_list.pkl", ValueError, "must hold a dict"),
-            ("truncated npz", "smpl_trunc.npz", ValueError, "not a readable SMPL model .npz"),
-            ("npz with pickled objects", "object.npz", ValueError, "pickled objects"),
-            ("lacking posedirs", "smpl_lacks.npz", ValueError, r"lacks \['posedirs'\]"),
-            ("faces out of range", "smpl_bad_faces.npz", ValueError, "faces 'f' must be"),
-            ("NaN template", "smpl_nan.npz", ValueError, "NaN|finite"),
-            ("weights of wrong shape", "smpl_shape.npz", ValueError, "weights has shape"),
-        ]
-    ],
+    *file_cases("SMPL model", _load_smpl, [
+        ("missing", "no_such.pkl", FileNotFoundError, "SMPL model file not found"),
+        ("truncated pickle", "smpl_trunc.pkl", ValueError, "not a readable SMPL pickle"),
+        ("garbage pickle", "garbage.bin", ValueError, "not a readable SMPL pickle"),
+        ("pickle of a list", "smpl_list.pkl", ValueError, "must hold a dict"),
+        ("truncated npz", "smpl_trunc.npz", ValueError, "not a readable SMPL model .npz"),
+        ("npz with pickled objects", "object.npz", ValueError, "pickled objects"),
+        ("lacking posedirs", "smpl_lacks.npz", ValueError, r"lacks \['posedirs'\]"),
+        ("faces out of range", "smpl_bad_faces.npz", ValueError, "faces 'f' must be"),
+        ("NaN template", "smpl_nan.npz", ValueError, "NaN|finite"),
+        ("weights of wrong shape", "smpl_shape.npz", ValueError, "weights has shape"),
+    ]),
     Bad("body pose of wrong width", lambda f: _body_forward(f, body_pose=np.zeros((3, 72))), ValueError,
         r"body_pose must have shape \[T, 69\]"),
     Bad("body NaN orientation", lambda f: _body_forward(f, global_orient=np.full((3, 3), NAN)), ValueError, "NaN"),
@@ -685,103 +770,6 @@ CASES: list[Bad] = [
                 fresh=("domains.motion", "oracles.motion")),
         ModuleNotFoundError, r"needs the module 'scipy.*genneg\[motion\]"),
 ]
-
-
-# ------------------------------------------------------------------------- lazy imports of the domain modules
-def _offroad(boxes, area, tolerance=0.3):
-    from oracles.traffic import offroad
-
-    return offroad(boxes, None, area, tolerance)
-
-
-def _read_sumo(path):
-    from domains.traffic.map import read_sumo_net
-
-    return read_sumo_net(path)
-
-
-def _read_lanelet2(path):
-    from domains.traffic.map import read_lanelet2_map
-
-    return read_lanelet2_map(path)
-
-
-def _read_tracks(path):
-    from domains.traffic.data.interaction import read_tracks
-
-    return read_tracks(path)
-
-
-def _load_interaction(tracks, map_file):
-    from domains.traffic.data.interaction import load_interaction
-
-    return load_interaction(tracks, map_file)
-
-
-def _load_scenes(folder, split):
-    from domains.traffic.data.store import load_scenes
-
-    return load_scenes(folder, split)
-
-
-def _read_manifest(folder):
-    from domains.traffic.data.store import read_manifest
-
-    return read_manifest(folder)
-
-
-def _read_scenes_json(path):
-    from domains.traffic.export import read_scenes_json
-
-    return read_scenes_json(path)
-
-
-def _sumo_home():
-    from domains.traffic.data.sumo import sumo_home
-
-    return sumo_home()
-
-
-def _load_amass(path, fps=20.0):
-    from domains.motion.data.amass import load_amass
-
-    return load_amass(path, fps=fps)
-
-
-def _read_clip(path):
-    from domains.motion.data.deepmimic import read_clip
-
-    return read_clip(path)
-
-
-def _clip_paths():
-    from domains.motion.data.deepmimic import default_clip_paths
-
-    return default_clip_paths()
-
-
-def _load_smpl(path):
-    from domains.motion.body import load_smpl_file
-
-    return load_smpl_file(path)
-
-
-def _load_windows(path, split=None):
-    from domains.motion.data.windows import load_windows
-
-    return load_windows(path, split)
-
-
-def _motion_domain(**kw):
-    from domains.motion import MotionDomain
-
-    return MotionDomain(**kw)
-
-
-def _thresholds(*args):
-    from oracles.motion import MotionThresholds
-
-    return MotionThresholds(*args)
 
 
 # ---------------------------------------------------------------------------------------------------- the tests
