@@ -16,11 +16,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .batch import concat, take
+from .batch import concat, take, to_device
 from .checkpoint import load_weights, save_weights
 from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
 from .config import RunConfig
-from .diffusion import Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, edm_loss
+from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
+                        edm_loss, masked_sum)
 from .generate import generate
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle, OracleResult, label
@@ -28,7 +29,7 @@ from .stats import wilson_interval
 from .training import seeded, train
 
 __all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier",
-           "draw_cached", "save_cache", "load_cache"]
+           "draw_cached", "save_cache", "load_cache", "target_pool", "pooled_loss"]
 
 
 @dataclass
@@ -238,24 +239,64 @@ def distil(
 
     A fraction ``cfg.genneg.distil_data_fraction`` of the x0 are training data instead of teacher samples (the
     regression target is still the teacher's denoiser). ``cfg.genneg.distil_sigma`` picks the loss's σ distribution
-    (see GenNegConfig). Teacher samples are cached in ``run_dir`` so a resumed
-    distillation does not redraw them.
+    (see GenNegConfig). With ``cfg.genneg.distil_pool`` the teacher's targets are computed once (``target_pool``) and
+    the student trains on them. Teacher samples and the pool are cached in ``run_dir`` so a resumed distillation
+    redraws neither.
     """
     g = cfg.genneg
     x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress)
     if g.distil_data_fraction > 0:
         x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, cfg.seed)
     student = copy.deepcopy(init).train().requires_grad_(True)
-    data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
-
     sigma_dist = _distil_sigma_dist(g)
+    if g.distil_pool:
+        pool_path = Path(run_dir) / f"{name}.targets.safetensors" if run_dir else None
+        data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=cfg.seed * 1000 + 998,
+                           batch_size=cfg.sampler.batch_size, device=cfg.device, cache=pool_path, resume=resume)
 
-    def objective(model, batch, gen):
-        return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher, generator=gen)
+        def objective(model, batch, gen):
+            return pooled_loss(model, batch, to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device))
+    else:
+        data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
+
+        def objective(model, batch, gen):
+            return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher,
+                            generator=gen)
 
     res = train(student, objective, data, cfg.distil, run_dir=run_dir, name=name, resume=resume, callback=callback,
                 config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
     return res.model.eval().requires_grad_(False)
+
+
+def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma_dist: Callable, *, seed: int = 0,
+                batch_size: int = 8192, device="cpu", cache: str | Path | None = None, resume: bool = False) -> dict:
+    """``size`` distillation targets: ``{"index", "x", "sigma", "target"}`` with ``x = x0[index] + σ·n`` (index drawn
+    with replacement, σ from ``sigma_dist``, n standard normal) and ``target = teacher(x, σ, cond[index])``,
+    evaluated ``batch_size`` rows at a time. With ``cache`` the pool is written there, and read back on ``resume``."""
+    key = {"pool": size, "seed": seed, "n": int(x0.shape[0])}
+    cached = load_cache(cache, key) if resume else None
+    if cached is not None:
+        return cached[0]
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, x0.shape[0], (size,), generator=g)
+    sigma = sigma_dist(size, generator=g).to(x0.dtype)
+    x = x0[index] + append_dims(sigma, x0.ndim) * torch.randn((size,) + tuple(x0.shape[1:]), generator=g,
+                                                              dtype=x0.dtype)
+    target = torch.empty_like(x)
+    for s in range(0, size, batch_size):
+        sl = slice(s, s + batch_size)
+        c = to_device(take(cond, index[sl].numpy()), device)
+        target[sl] = teacher(x[sl].to(device), sigma[sl].to(device), c).detach().cpu()
+    pool = {"index": index, "x": x, "sigma": sigma, "target": check_finite(target, "distillation targets")}
+    save_cache(cache, pool, {}, key)
+    return pool
+
+
+def pooled_loss(model: EDMPrecond, batch: dict, cond: Any = None) -> torch.Tensor:
+    """λ(σ)‖S(x; σ) − target‖² per sample on a batch of ``target_pool`` (padded entries of ``cond`` ignored)."""
+    err = (model(batch["x"], batch["sigma"], cond) - batch["target"]) ** 2
+    total, count = masked_sum(err, cond)
+    return model.loss_weight(batch["sigma"]) * total / count
 
 
 def _distil_sigma_dist(g):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genneg.classifier import NoisyClassifier, balanced_set, fit_classifier, importance_weights
+from genneg.config import GenNegConfig
 from genneg.diffusion import EDMPrecond
 from genneg.generate import generate
 from genneg.genneg import distil, run_round, stack
@@ -74,10 +75,10 @@ def test_round_estimates_alpha_and_its_classifier_raises_the_valid_rate(gmm_doma
     assert (1 - after) < 0.5 * (1 - base), f"invalid {1 - base:.3f} -> {1 - after:.3f}"
 
 
-@pytest.mark.parametrize("distil_sigma", ["lognormal", "loguniform"])
-def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg, distil_sigma):
+@pytest.mark.parametrize("distil_sigma, pool", [("lognormal", 0), ("loguniform", 0), ("loguniform", 30000)])
+def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg, distil_sigma, pool):
     d = gmm_domain
-    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, distil_sigma=distil_sigma))
+    cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, distil_sigma=distil_sigma, distil_pool=pool))
     bayes = GuidanceTerm(lambda x, s, c: d.plane.log_prob_valid(d.gmm, x, s))
     teacher = guided(d.gmm.denoiser, [bayes])
     init = EDMPrecond(d.make_denoiser_net(gmm_cfg.net), d.sigma_data)
@@ -87,6 +88,32 @@ def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg, distil_sigma
     assert s_valid > 0.93 and t_valid > 0.97
     assert torch.allclose(xs.mean(0), xt.mean(0), atol=0.08)
     assert torch.allclose(torch.cov(xs.T), torch.cov(xt.T), atol=0.08)
+
+
+def test_target_pool_holds_the_teachers_targets_and_is_read_back_on_resume(gmm_domain, tmp_path):
+    from genneg.diffusion import LogUniformSigma
+    from genneg.genneg import target_pool
+
+    d = gmm_domain
+    calls = []
+
+    def teacher(x, sigma, cond):
+        calls.append(len(x))
+        return d.gmm.denoiser(x, sigma, cond)
+
+    x0 = d.gmm.sample(500, generator=torch.Generator().manual_seed(0))
+    kw = dict(seed=3, batch_size=128, cache=tmp_path / "pool.safetensors")
+    pool = target_pool(teacher, x0, None, 1000, LogUniformSigma(0.01, 10.0), **kw)
+    assert calls == [128] * 7 + [104]  # evaluated in batches, once
+    assert torch.equal(pool["target"], d.gmm.denoiser(pool["x"], pool["sigma"], None))
+    noise = (pool["x"] - x0[pool["index"]]) / pool["sigma"][:, None]
+    assert abs(noise.std().item() - 1) < 0.1 and pool["sigma"].min() >= 0.01 and pool["sigma"].max() <= 10.0
+    again = target_pool(teacher, x0, None, 1000, LogUniformSigma(0.01, 10.0), resume=True, **kw)
+    assert len(calls) == 8 and all(torch.equal(again[k], pool[k]) for k in pool)
+    target_pool(teacher, x0, None, 900, LogUniformSigma(0.01, 10.0), resume=True, **kw)  # another pool: redrawn
+    assert len(calls) == 16
+    with pytest.raises(ValueError, match="distil_pool"):
+        replace(GenNegConfig(), distil_pool=-1)
 
 
 def test_distillation_sigma_distribution_follows_the_config(gmm_cfg):
