@@ -174,13 +174,16 @@ def test_killed_at_every_stage_resumes_to_the_same_results(toy_reference, tmp_pa
 
 
 def test_killed_after_random_delays_resumes_to_the_same_results(toy_reference, tmp_path):
-    """Kills after seeded random delays (past the interpreter's start-up, so every process gets some work done)."""
+    """Kills after seeded random delays of 30 to 50 % of an uninterrupted run's wall time, so the delays follow the
+    machine's speed: every process gets past start-up and some work done, and the first two kills always land before
+    the run can end (each resumed process does at most half of the work again)."""
     run, seed_dir = tmp_path / "run", tmp_path / "run" / "seed0"
+    wall = float((toy_reference.parent.parent / "wall_seconds").read_text())
     rng = random.Random(RANDOM_SEED)
     before, kills = None, 0
     for i in range(RANDOM_KILLS):
         proc = start(toy_command(run, i > 0))
-        time.sleep(rng.uniform(3.5, 7.0))
+        time.sleep(rng.uniform(0.3, 0.5) * wall)
         if proc.poll() is not None:
             finish(proc)  # finished before the delay ran out: fine, nothing left to kill
             break
