@@ -177,7 +177,8 @@ def toy_bench_config():
         base=replace(cfg.base, steps=1500, checkpoint_every=0),
         classifier=replace(cfg.classifier, steps=400, checkpoint_every=0),
         distil=replace(cfg.distil, steps=600, checkpoint_every=0),
-        genneg=replace(cfg.genneg, rounds=3, samples_per_round=10_000, distil_samples=10_000, baselines=()),
+        genneg=replace(cfg.genneg, rounds=3, samples_per_round=10_000, distil_samples=10_000, distil_pool=0,
+                       baselines=()),
         eval=replace(cfg.eval, num_samples=2000, num_nll=300, nll_sigmas=8),
     )
 
