@@ -22,6 +22,7 @@ __all__ = [
     "LogNormalSigma",
     "LogUniformSigma",
     "edm_loss",
+    "denoising_loss",
     "karras_sigmas",
     "as_sigma",
     "defined_mask",
@@ -138,6 +139,11 @@ def edm_loss(
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x = x0 + append_dims(sigma, x0.ndim) * noise
     goal = x0 if target is None else target(x, sigma, cond).detach()
+    return denoising_loss(denoiser, x, sigma, goal, cond)
+
+
+def denoising_loss(denoiser: EDMPrecond, x: Tensor, sigma: Tensor, goal: Tensor, cond: Any = None) -> Tensor:
+    """λ(σ)‖D(x; σ) − goal‖² per sample ``[B]``, the mean over defined entries (``cond["defined"]``) of ``x``."""
     err = (denoiser(x, sigma, cond) - goal) ** 2
     total, count = masked_sum(err, cond)
     return denoiser.loss_weight(sigma) * total / count

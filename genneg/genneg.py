@@ -21,7 +21,7 @@ from .checkpoint import load_weights, save_weights
 from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
 from .config import RunConfig
 from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
-                        edm_loss, masked_sum)
+                        denoising_loss, edm_loss)
 from .generate import generate
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle, OracleResult, label
@@ -29,7 +29,7 @@ from .stats import wilson_interval
 from .training import seeded, train
 
 __all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier",
-           "draw_cached", "save_cache", "load_cache", "target_pool", "pooled_loss"]
+           "draw_cached", "save_cache", "load_cache", "target_pool"]
 
 
 @dataclass
@@ -255,7 +255,8 @@ def distil(
                            batch_size=cfg.sampler.batch_size, device=cfg.device, cache=pool_path, resume=resume)
 
         def objective(model, batch, gen):
-            return pooled_loss(model, batch, to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device))
+            c = to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device)
+            return denoising_loss(model, batch["x"], batch["sigma"], batch["target"], c)
     else:
         data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
 
@@ -272,8 +273,9 @@ def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma
                 batch_size: int = 8192, device="cpu", cache: str | Path | None = None, resume: bool = False) -> dict:
     """``size`` distillation targets: ``{"index", "x", "sigma", "target"}`` with ``x = x0[index] + σ·n`` (index drawn
     with replacement, σ from ``sigma_dist``, n standard normal) and ``target = teacher(x, σ, cond[index])``,
-    evaluated ``batch_size`` rows at a time. With ``cache`` the pool is written there, and read back on ``resume``."""
-    key = {"pool": size, "seed": seed, "n": int(x0.shape[0])}
+    evaluated ``batch_size`` rows at a time. With ``cache`` the pool is written there, and read back on ``resume``
+    when it was drawn the same way (size, seed, number of x0, σ distribution)."""
+    key = {"pool": size, "seed": seed, "n": int(x0.shape[0]), "sigma": repr(sigma_dist)}
     cached = load_cache(cache, key) if resume else None
     if cached is not None:
         return cached[0]
@@ -290,13 +292,6 @@ def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma
     pool = {"index": index, "x": x, "sigma": sigma, "target": check_finite(target, "distillation targets")}
     save_cache(cache, pool, {}, key)
     return pool
-
-
-def pooled_loss(model: EDMPrecond, batch: dict, cond: Any = None) -> torch.Tensor:
-    """λ(σ)‖S(x; σ) − target‖² per sample on a batch of ``target_pool`` (padded entries of ``cond`` ignored)."""
-    err = (model(batch["x"], batch["sigma"], cond) - batch["target"]) ** 2
-    total, count = masked_sum(err, cond)
-    return model.loss_weight(batch["sigma"]) * total / count
 
 
 def _distil_sigma_dist(g):

@@ -163,10 +163,7 @@ def pairwise_overlap_sat(boxes, defined=None, *, chunk: int = 256) -> np.ndarray
         _own_axes_overlap(x[:, sl], y[:, sl], cos[:, sl], sin[:, sl], hl[:, sl], hw[:, sl],
                           buffers[..., :w], scratch[..., :w], out=a[..., sl])
     a &= a.transpose(1, 0, 2)  # and not separated on box j's axes either
-    a &= defined.T[:, None, :]
-    a &= defined.T[None, :, :]
-    a[np.arange(n), np.arange(n)] = False
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    return _mask_pairs(np.ascontiguousarray(a.transpose(2, 0, 1)), defined)
 
 
 def _own_axes_overlap(x, y, cos, sin, hl, hw, buffers, scratch, out) -> None:

@@ -79,8 +79,8 @@ def test_exact_data_denoiser_samples_the_board_and_matches_brute_force():
 
     d = get_domain("toy")
     x = torch.tensor([[0.1, 0.1], [0.26, -0.74], [1.3, 0.0], [-0.5, 0.5]])
+    pts = d.encode(d._draw(400_000, np.random.default_rng(0))).double()
     for s in (0.01, 0.2, 3.0):  # against a Monte Carlo posterior mean over data points
-        pts = d.encode(d._draw(400_000, np.random.default_rng(0))).double()
         w = torch.softmax(-((x.double()[:, None] - pts[None]) ** 2).sum(-1) / (2 * s * s), 1)
         brute = (w @ pts).float()
         assert torch.allclose(d.data_denoiser(x, torch.full((4,), s)), brute, atol=0.01), s
