@@ -4,13 +4,17 @@ A scene holds up to N vehicles as oriented boxes ``boxes[..., 5] = (x, y, yaw, l
 radians (x, y = box centre, yaw = heading measured from +x, counter-clockwise) and a boolean ``defined[..., N]``
 that marks real vehicles (False = padding; padded slots may hold anything and are never checked).
 
-Definitions (see ``/work/shared/notes/traffic-data.md`` for the field's variants):
+Definitions (``docs/traffic.md`` compares them with the field's variants):
 
-- **Collision** is a strict overlap: two boxes collide when their *interiors* intersect, found by the
-  separating-axis test on the four box axes with strict inequality, as Waymax does (``metrics/overlap.py``).
-  Boxes that only touch (share an edge or a corner) do not collide; nuPlan's ``intersects`` would count them.
-  Exactly touching boxes are a measure-zero set, and at rotated poses floating-point rounding decides them
-  either way; every other pair agrees with Shapely (``pairwise_overlap_shapely``).
+- **Collision** is an overlap deeper than ``COLLISION_TOLERANCE`` (1 mm): two boxes collide when their
+  projections overlap by more than 1 mm on each of the four box axes (separating-axis test, as Waymax's
+  ``metrics/overlap.py`` but with a tolerance instead of a strict inequality). For rectangles the smallest of
+  those four overlaps is the penetration depth, the shortest move that separates them. Boxes that touch (share
+  an edge or a corner) never collide, including boxes placed end to end as a user writes it,
+  ``b.x = a.x + (a.length + b.length) / 2``, whose touching is exact on paper but not in floating point (the
+  projections round by ~1e-15 m either way). nuPlan's ``intersects`` would count touching boxes. Shapely's
+  "interiors intersect" (``pairwise_overlap_shapely``) agrees on every pair except those overlapping by less
+  than 1 mm, which Shapely calls collisions and this rule does not.
 - **Off-road** follows nuPlan's drivable-area rule: a vehicle is off-road when any of its four corners lies more
   than ``tolerance`` metres (default 0.3 m, nuPlan's ``max_violation_threshold``) outside the drivable area.
   The tolerance also absorbs slivers between lane buffers and junction shapes in SUMO maps.
@@ -31,6 +35,7 @@ from genneg.oracle import FunctionOracle, OracleResult, register_oracle
 
 __all__ = [
     "BOX_FIELDS",
+    "COLLISION_TOLERANCE",
     "DEFAULT_OFFROAD_TOLERANCE",
     "check_boxes",
     "check_drivable_area",
@@ -49,6 +54,9 @@ __all__ = [
 
 BOX_FIELDS = ("x", "y", "yaw", "length", "width")
 DEFAULT_OFFROAD_TOLERANCE = 0.3  # metres, nuPlan's drivable-area compliance threshold
+# metres of overlap two boxes may share on some axis without colliding: far below any vehicle's size and any
+# position error that matters, far above floating-point rounding of metre-scale coordinates
+COLLISION_TOLERANCE = 1e-3
 _PADDING_BOX = np.array([0.0, 0.0, 0.0, 1.0, 1.0])
 
 
@@ -126,31 +134,38 @@ def box_corners(boxes) -> np.ndarray:
     return centre + signs[:, :1] * front[..., None, :] + signs[:, 1:] * left[..., None, :]
 
 
-def pairwise_overlap_sat(boxes, defined=None, *, chunk: int = 256) -> np.ndarray:
-    """Strict pairwise overlap of oriented boxes by the separating-axis test (Waymax's rule).
+def pairwise_overlap_sat(boxes, defined=None, *, tolerance: float = COLLISION_TOLERANCE,
+                         chunk: int = 256) -> np.ndarray:
+    """Pairwise collision of oriented boxes by the separating-axis test with an overlap tolerance.
 
     Two rectangles are disjoint iff their projections are disjoint on one of the four edge normals. With
     ``d = c_j - c_i`` and ``c, s = |cos|, |sin|`` of the yaw difference, box j's half-extent on box i's length
-    axis is ``hl_j c + hw_j s`` (and symmetrically), so each axis is one comparison. Strict ``<``: touching boxes
-    are separated.
+    axis is ``hl_j c + hw_j s`` (and symmetrically), so each axis is one comparison. A pair collides when its
+    projections overlap by more than ``tolerance`` on all four axes: ``|d.u_i| < (hl_i - tol) + hl_j c + hw_j s``.
+    Touching boxes (overlap 0 up to rounding) are separated.
 
     Speed: ``A[i, j]`` = "not separated on box i's two axes" is computed once; the tests on box j's axes for
-    the pair (i, j) are exactly ``A[j, i]`` (``d`` only changes sign, ``c`` and ``s`` are symmetric, so the
-    float64 results are bit for bit those of the four-test formula), hence ``hit = A & A.T``: half the
-    arithmetic. The work runs in an ``[N, N, scenes]`` layout (long inner loops for numpy) on ``chunk`` scenes
-    at a time, in a few preallocated buffers written with ``out=`` (no temporaries, cache-sized).
+    the pair (i, j) are exactly ``A[j, i]`` (``d`` only changes sign, ``c`` and ``s`` are symmetric, and the
+    tolerance sits on the axis owner's half-extent, so the float64 results are bit for bit those of the four-test
+    formula), hence ``hit = A & A.T``: half the arithmetic. The work runs in an ``[N, N, scenes]`` layout (long
+    inner loops for numpy) on ``chunk`` scenes at a time, in a few preallocated buffers written with ``out=``.
 
     Args:
         boxes: [B, N, 5]; defined: [B, N] bool or None.
+        tolerance: metres of overlap that do not count (>= 0; 0 is the strict rule, where rounding decides
+            touching pairs).
         chunk: scenes per block of work (changes speed and memory, not the result).
 
     Returns:
         bool [B, N, N], symmetric, False on the diagonal and for any pair with an undefined box.
     """
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"collision tolerance must be a finite number >= 0 metres, got {tolerance}")
     boxes, defined = check_boxes(boxes, defined)
     fields = np.ascontiguousarray(boxes.transpose(2, 1, 0))  # [5, N, B]: a field of a vehicle over scenes
     x, y, yaw = fields[0], fields[1], fields[2]
     hl, hw = fields[3] / 2, fields[4] / 2
+    own = (hl - tolerance, hw - tolerance)  # the axis owner's half-extents carry the tolerance
     cos, sin = np.cos(yaw), np.sin(yaw)
     n, num = x.shape
     k = max(1, min(int(chunk), num))
@@ -160,19 +175,19 @@ def pairwise_overlap_sat(boxes, defined=None, *, chunk: int = 256) -> np.ndarray
     for lo in range(0, num, k):
         sl = slice(lo, min(lo + k, num))
         w = sl.stop - lo
-        _own_axes_overlap(x[:, sl], y[:, sl], cos[:, sl], sin[:, sl], hl[:, sl], hw[:, sl],
-                          buffers[..., :w], scratch[..., :w], out=a[..., sl])
+        _own_axes_overlap(x[:, sl], y[:, sl], cos[:, sl], sin[:, sl], (hl[:, sl], hw[:, sl]),
+                          (own[0][:, sl], own[1][:, sl]), buffers[..., :w], scratch[..., :w], out=a[..., sl])
     a &= a.transpose(1, 0, 2)  # and not separated on box j's axes either
     return _mask_pairs(np.ascontiguousarray(a.transpose(2, 0, 1)), defined)
 
 
-def _own_axes_overlap(x, y, cos, sin, hl, hw, buffers, scratch, out) -> None:
-    """``out[i, j] = |d.u_i| < hl_i + hl_j c + hw_j s  and  |d.v_i| < hw_i + hl_j s + hw_j c`` for [N, k] inputs
-    (``u_i``, ``v_i`` = box i's length and width axes, ``d = c_j - c_i``), in the buffers given ([7, N, N, k] float,
-    [N, N, k] bool). Same operations in the same order as the plain expressions, so the same float64 results."""
+def _own_axes_overlap(x, y, cos, sin, half, own, buffers, scratch, out) -> None:
+    """``out[i, j] = |d.u_i| < ol_i + hl_j c + hw_j s  and  |d.v_i| < ow_i + hl_j s + hw_j c`` for [N, k] inputs
+    (``u_i``, ``v_i`` = box i's length and width axes, ``d = c_j - c_i``, ``(hl, hw) = half``, ``(ol, ow) = own`` =
+    the half-extents less the tolerance), in the buffers given ([7, N, N, k] float, [N, N, k] bool)."""
     dx, dy, c, s, t1, t2, t3 = buffers
-    cos_i, sin_i, hl_i, hw_i = cos[:, None], sin[:, None], hl[:, None], hw[:, None]
-    cos_j, sin_j, hl_j, hw_j = cos[None], sin[None], hl[None], hw[None]
+    cos_i, sin_i, ol_i, ow_i = cos[:, None], sin[:, None], own[0][:, None], own[1][:, None]
+    cos_j, sin_j, hl_j, hw_j = cos[None], sin[None], half[0][None], half[1][None]
     np.subtract(x[None], x[:, None], out=dx)  # dx[i, j] = x_j - x_i
     np.subtract(y[None], y[:, None], out=dy)
     np.multiply(cos_i, cos_j, out=c)  # c = |cos_i cos_j + sin_i sin_j| = |cos(yaw_j - yaw_i)|
@@ -181,18 +196,18 @@ def _own_axes_overlap(x, y, cos, sin, hl, hw, buffers, scratch, out) -> None:
     np.multiply(cos_i, sin_j, out=s)  # s = |cos_i sin_j - sin_i cos_j| = |sin(yaw_j - yaw_i)|
     s -= np.multiply(sin_i, cos_j, out=t1)
     np.abs(s, out=s)
-    # box i's length axis: |dx cos_i + dy sin_i| < hl_i + hl_j c + hw_j s
+    # box i's length axis: |dx cos_i + dy sin_i| < ol_i + hl_j c + hw_j s
     np.multiply(dx, cos_i, out=t1)
     t1 += np.multiply(dy, sin_i, out=t2)
     np.abs(t1, out=t1)
-    np.add(hl_i, np.multiply(hl_j, c, out=t2), out=t2)
+    np.add(ol_i, np.multiply(hl_j, c, out=t2), out=t2)
     t2 += np.multiply(hw_j, s, out=t3)
     np.less(t1, t2, out=out)
-    # box i's width axis: |dy cos_i - dx sin_i| < hw_i + hl_j s + hw_j c
+    # box i's width axis: |dy cos_i - dx sin_i| < ow_i + hl_j s + hw_j c
     np.multiply(dy, cos_i, out=t1)
     t1 -= np.multiply(dx, sin_i, out=t2)
     np.abs(t1, out=t1)
-    np.add(hw_i, np.multiply(hl_j, s, out=t2), out=t2)
+    np.add(ow_i, np.multiply(hl_j, s, out=t2), out=t2)
     t2 += np.multiply(hw_j, c, out=t3)
     out &= np.less(t1, t2, out=scratch)
 

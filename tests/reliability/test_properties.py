@@ -2,7 +2,9 @@
 
 - The separating-axis collision test equals Shapely's "interiors intersect with positive area" on
   ``SAT_FAMILIES x SAT_EXAMPLES x SAT_PAIRS`` generated box pairs: random, exactly touching (edge, corner, partial
-  edge), nested, thin (degenerate) and huge-coordinate boxes. Exactly touching boxes never collide.
+  edge), nested, thin (degenerate) and huge-coordinate boxes, except on pairs that overlap by no more than the
+  oracle's 1 mm tolerance (``COLLISION_TOLERANCE``): those "touch" and never collide, while Shapely counts any
+  positive area. Exactly touching boxes never collide.
 - The traffic oracle is invariant to moving a whole scene with its map (rotation + translation) and to permuting
   vehicles (with their padding mask).
 - The motion oracles are invariant to mirroring (x -> -x) and to translation on the floor.
@@ -26,7 +28,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from genneg.classifier import balanced_set, importance_weights  # noqa: E402
-from oracles.traffic import SceneOracle, box_corners, pairwise_overlap_sat  # noqa: E402
+from oracles.traffic import COLLISION_TOLERANCE, SceneOracle, box_corners, pairwise_overlap_sat  # noqa: E402
 
 SAT_FAMILIES = ("random", "touching", "nested", "thin", "huge")
 SAT_EXAMPLES = 80  # hypothesis examples per family
@@ -143,11 +145,13 @@ def test_sat_equals_shapely_positive_area(family):
         sat = pairwise_overlap_sat(boxes)[:, 0, 1]
         ref = shapely_positive_area_overlap(boxes)
         scale = 1.0 + np.abs(boxes[..., :2]).max(axis=(1, 2)) + boxes[..., 3:].max(axis=(1, 2))
-        if family in ("touching", "nested"):  # exact geometry: no rounding excuse
+        if family in ("touching", "nested"):  # exact geometry, overlaps of 0 or >= 2 mm: no excuse
             np.testing.assert_array_equal(sat, ref)
-        else:  # a disagreement is allowed only where the pair touches to within floating-point rounding
+        else:  # a disagreement is allowed only where the pair touches: overlap within [0, tolerance] + rounding
             disagree = sat != ref
-            assert (np.abs(sat_margin(boxes))[disagree] <= 1e-9 * scale[disagree]).all(), boxes[disagree][:3]
+            margin = sat_margin(boxes)[disagree]  # -(overlap depth) on the best axis
+            rounding = 1e-9 * scale[disagree]
+            assert ((margin <= rounding) & (margin >= -COLLISION_TOLERANCE - rounding)).all(), boxes[disagree][:3]
         if family == "touching":
             touching = sat_margin(boxes) == 0.0
             assert not sat[touching].any(), "touching boxes must not collide (strict rule)"

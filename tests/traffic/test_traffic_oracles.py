@@ -7,6 +7,7 @@ shapely = pytest.importorskip("shapely")
 
 from genneg.oracle import FunctionOracle, all_of, get_oracle  # noqa: E402
 from oracles.traffic import (  # noqa: E402
+    COLLISION_TOLERANCE,
     box_corners,
     collision,
     infraction_rates,
@@ -65,6 +66,50 @@ def test_touching_is_not_a_collision(touching):
     assert pairwise_overlap_shapely(boxes, strict=False)[0, 0, 1]  # nuPlan's intersects counts it
 
 
+def end_to_end_pairs(rng, count, gap):
+    """``count`` scenes of two boxes placed the way a user writes it: same heading, ``b.x = a.x + (a.length +
+    b.length) / 2`` (half of them also rotated: along the heading), or side by side ``b.y = a.y + (a.width +
+    b.width) / 2``; ``gap`` metres are added to the distance (negative: pushed into each other)."""
+    a = np.column_stack([rng.uniform(-300, 300, (count, 2)), np.zeros(count), rng.uniform(3.5, 12.0, count),
+                         rng.uniform(1.5, 2.6, count)])
+    b = a.copy()
+    b[:, 3], b[:, 4] = rng.uniform(3.5, 12.0, count), rng.uniform(1.5, 2.6, count)
+    kind = np.arange(count) % 3
+    along = kind == 0
+    b[along, 0] = a[along, 0] + (a[along, 3] + b[along, 3]) / 2 + gap
+    beside = kind == 1
+    b[beside, 1] = a[beside, 1] + (a[beside, 4] + b[beside, 4]) / 2 + gap
+    turned = kind == 2  # end to end along a random heading
+    yaw = rng.uniform(-np.pi, np.pi, turned.sum())
+    a[turned, 2] = b[turned, 2] = yaw
+    reach = (a[turned, 3] + b[turned, 3]) / 2 + gap
+    b[turned, 0] = a[turned, 0] + reach * np.cos(yaw)
+    b[turned, 1] = a[turned, 1] + reach * np.sin(yaw)
+    return np.stack([a, b], 1)
+
+
+def test_boxes_placed_end_to_end_do_not_collide_but_pushed_in_by_2mm_do():
+    rng = np.random.default_rng(3)
+    touching = end_to_end_pairs(rng, 300, 0.0)
+    strict = pairwise_overlap_sat(touching, tolerance=0.0)[:, 0, 1]
+    assert strict.any()  # without a tolerance, rounding makes some of these collide
+    assert not pairwise_overlap_sat(touching).any()
+    poly = shapely.polygons(box_corners(touching))
+    assert shapely.area(shapely.intersection(poly[:, 0], poly[:, 1])).max() < 1e-9  # Shapely: (rounding) area 0
+    pushed = end_to_end_pairs(np.random.default_rng(3), 300, -2 * COLLISION_TOLERANCE)
+    assert pairwise_overlap_sat(pushed)[:, 0, 1].all()
+    apart = end_to_end_pairs(np.random.default_rng(3), 300, 1e-6)
+    assert not pairwise_overlap_sat(apart).any()
+
+
+def test_overlap_below_the_tolerance_is_not_a_collision():
+    boxes = scene((0, 0, 0), (4.0 - COLLISION_TOLERANCE / 2, 0, 0))  # 0.5 mm into each other
+    assert not pairwise_overlap_sat(boxes).any()
+    assert pairwise_overlap_sat(boxes, tolerance=0.0)[0, 0, 1]
+    with pytest.raises(ValueError, match="collision tolerance"):
+        pairwise_overlap_sat(boxes, tolerance=-1.0)
+
+
 def test_undefined_slots_are_ignored_even_when_garbage():
     boxes = scene((0, 0, 0), (0.5, 0, 0), (20, 0, 0))
     boxes[0, 1] = [np.nan, np.inf, 0.0, -1.0, 0.0]
@@ -81,15 +126,28 @@ def random_scenes(rng, b, n):
     return np.concatenate([xy, yaw, length, width], -1), rng.random((b, n)) < 0.85
 
 
+def shrunk(boxes, by):
+    """Boxes with ``by`` metres taken off every side (sizes kept positive)."""
+    out = boxes.copy()
+    out[..., 3:] = np.maximum(out[..., 3:] - 2 * by, 1e-9)
+    return out
+
+
 def test_sat_agrees_with_shapely_on_random_pairs():
+    """SAT with its 1 mm tolerance against Shapely's strict "interiors intersect": a pair may disagree only when it
+    overlaps by less than the tolerance, i.e. when the boxes shrunk by the tolerance on every side are disjoint."""
     rng = np.random.default_rng(0)
     boxes, defined = random_scenes(rng, 2000, 8)  # 2000 * 28 = 56,000 pairs
     defined[:, 0] = True
     sat = pairwise_overlap_sat(boxes, defined)
     ref = pairwise_overlap_shapely(boxes, defined)
+    deep = pairwise_overlap_shapely(shrunk(boxes, COLLISION_TOLERANCE), defined)
     assert 0.05 < sat[defined].mean() < 0.6  # both outcomes well represented
-    np.testing.assert_array_equal(sat, ref)
-    np.testing.assert_array_equal(sat[:150], pairwise_overlap_loop(boxes[:150], defined[:150]))
+    assert not (sat & ~ref).any()  # every collision is a Shapely overlap
+    assert not (deep & ~sat).any()  # every overlap deeper than the tolerance is a collision
+    assert (ref & ~sat).sum() <= 1e-3 * ref.sum()  # shallow overlaps are rare in random scenes
+    loop = pairwise_overlap_loop(boxes[:150], defined[:150])
+    np.testing.assert_array_equal(sat[:150] & ~loop, False)
     np.testing.assert_array_equal(sat, np.swapaxes(sat, 1, 2))
 
 
