@@ -1,8 +1,10 @@
 """Human-motion oracles: floor penetration, foot skating and floating, as pure vectorised numpy functions.
 
-Units and frame: SMPL meshes in metres, +Y up, the floor is the plane y = 0. A batch holds B motions of T frames,
-``vertices[B, T, V, 3]``, the SMPL joints ``joints[B, T, 24, 3]`` (or just the toe joints ``toes[B, T, 2, 3]``:
-``left_foot``, ``right_foot``), and an optional frame mask ``defined[B, T]`` (False = padding, never checked).
+Units and frame: SMPL meshes in metres, +Y up, the floor is the plane y = 0. A batch holds B motions of T frames:
+the height of each frame's lowest mesh vertex ``lowest_height[B, T]`` (or the vertices ``vertices[B, T, V, 3]``,
+whose lowest is taken), the two toe joints ``toes[B, T, 2, 3]`` (SMPL ``left_foot``, ``right_foot``; or the joints
+``joints[B, T, J, 3]`` with their indices ``toe_joints[2]``), and an optional frame mask ``defined[B, T]`` (False =
+padding, never checked). The oracles read nothing else, so a domain's ``decode`` hands them only these.
 
 Continuous metrics (reported for generated and real data):
 
@@ -23,7 +25,8 @@ Oracles (reasons ``penetration``, ``skating``, ``float``; registered as ``motion
   (real jumps and flips are airborne for less).
 
 The thresholds in :data:`DEFAULT_THRESHOLDS` were calibrated with :func:`calibrate_thresholds` on the real
-DeepMimic windows retargeted to the proxy body (``domains.motion.calibration`` recomputes them); see there.
+DeepMimic *training* windows retargeted to the proxy body (``domains.motion.calibration`` recomputes them and the
+margins of the held-out windows); see there.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from typing import Mapping
 
 import numpy as np
 
-from domains.motion.skeleton import TOE_JOINTS, joint_index
 from genneg.oracle import AllOf, FunctionOracle, register_oracle
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "longest_run",
     "motion_statistics",
     "motion_infractions",
+    "infractions_of",
     "calibrate_thresholds",
     "motion_oracle",
     "CALIBRATION_REPORT",
@@ -54,6 +57,7 @@ __all__ = [
 GMD_HEIGHT_M = 0.05  # toe joint below 5 cm counts as on the ground
 GMD_SPEED_MS = 0.5  # faster than 0.5 m/s counts as moving
 GMD_WINDOW = 5  # frames of the centred speed average
+SMPL_TOE_INDICES = (10, 11)  # left_foot, right_foot in SMPL's 24-joint order: GMD's toe joints
 
 
 @dataclass(frozen=True)
@@ -184,11 +188,21 @@ def skating_ratio(toes, fps: float = 20.0, defined=None, *, height_m: float = GM
     return skating.sum(1) / np.maximum(pairs.sum(1), 1)
 
 
-def lowest_heights(vertices, defined=None) -> np.ndarray:
-    """[B, T] height of the lowest vertex of every frame (NaN where the frame is not defined)."""
-    v = _check_points(vertices, "vertices")
-    defined = _check_defined(defined, v.shape[:2])
-    return np.where(defined, v[..., 1].min(-1), np.nan)
+def lowest_heights(lowest, defined=None) -> np.ndarray:
+    """[B, T] height of the lowest vertex of every frame (NaN where the frame is not defined).
+
+    Args:
+        lowest: [B, T] heights of each frame's lowest vertex, or the vertices [B, T, V, 3] (metres, Y up).
+    """
+    lowest = np.asarray(lowest)
+    if lowest.ndim == 2:
+        if lowest.dtype.kind not in "fiu" or min(lowest.shape) == 0 or not np.isfinite(lowest).all():
+            raise ValueError(f"lowest heights must be a finite, non-empty numeric [B, T] array, got {lowest.shape}")
+        low = lowest.astype(np.float64)
+    else:
+        low = _check_points(lowest, "vertices")[..., 1].min(-1)
+    defined = _check_defined(defined, low.shape)
+    return np.where(defined, low, np.nan)
 
 
 def longest_run(flags: np.ndarray) -> np.ndarray:
@@ -199,8 +213,8 @@ def longest_run(flags: np.ndarray) -> np.ndarray:
     return (idx - last_false).max(axis=1)
 
 
-def motion_statistics(vertices, toes, fps: float = 20.0, defined=None, *, float_mm: float) -> dict[str, np.ndarray]:
-    """Per-motion statistics the oracles threshold.
+def motion_statistics(lowest, toes, fps: float = 20.0, defined=None, *, float_mm: float) -> dict[str, np.ndarray]:
+    """Per-motion statistics the oracles threshold, from lowest heights [B, T] (or vertices) and toes [B, T, 2, 3].
 
     Returns:
         ``max_depth_mm`` [B]: deepest lowest vertex below the floor over defined frames (negative if it never
@@ -208,7 +222,7 @@ def motion_statistics(vertices, toes, fps: float = 20.0, defined=None, *, float_
         frames whose lowest vertex is higher than ``float_mm``, in seconds.
     """
     fps = _check_fps(fps)
-    low = lowest_heights(vertices, defined)  # [B, T], NaN where undefined
+    low = lowest_heights(lowest, defined)  # [B, T], NaN where undefined
     airborne = np.nan_to_num(low, nan=-np.inf) > float_mm / 1000.0
     return {
         "max_depth_mm": -1000.0 * np.nanmin(low, axis=1),
@@ -217,11 +231,15 @@ def motion_statistics(vertices, toes, fps: float = 20.0, defined=None, *, float_
     }
 
 
-def motion_infractions(vertices, toes, fps: float = 20.0, defined=None,
+def motion_infractions(lowest, toes, fps: float = 20.0, defined=None,
                        thresholds: MotionThresholds | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """Infraction flags ``penetration``, ``skating``, ``float``: bool [B] each (True = the motion commits it)."""
     t = thresholds or DEFAULT_THRESHOLDS
-    stats = motion_statistics(vertices, toes, fps, defined, float_mm=t.float_mm)
+    return infractions_of(motion_statistics(lowest, toes, fps, defined, float_mm=t.float_mm), t)
+
+
+def infractions_of(stats: Mapping[str, np.ndarray], t: MotionThresholds) -> dict[str, np.ndarray]:
+    """Infraction flags from :func:`motion_statistics` under thresholds ``t``."""
     return {
         "penetration": stats["max_depth_mm"] > t.penetration_mm,
         "skating": stats["skating_ratio"] > t.skating_ratio,
@@ -233,13 +251,13 @@ def _round_up(x: float, step: float) -> float:
     return round(math.ceil(round(x / step, 9)) * step, 6)
 
 
-def calibrate_thresholds(vertices, toes, fps: float = 20.0, defined=None, *, pass_rate: float = 0.99,
-                         float_mm: float = 30.0) -> tuple[MotionThresholds, dict]:  # fmt: skip
+def calibrate_thresholds(lowest, toes, fps: float = 20.0, defined=None, *, pass_rate: float = 0.99,
+                         float_mm: float = 200.0) -> tuple[MotionThresholds, dict]:  # fmt: skip
     """Thresholds that at least ``pass_rate`` of the given (real) motions pass, per oracle.
 
     Each threshold is the ``pass_rate`` quantile of its statistic over the motions (an observed value, so the
     rate holds exactly), rounded up to a round number: 1 mm, 0.01 of skating ratio, one frame of flight.
-    ``float_mm`` (the airborne height) is a design choice, not fitted: 3 cm clears the grounding jitter of mocap.
+    ``float_mm`` (the airborne height) is a design choice, not fitted (see :data:`DEFAULT_THRESHOLDS`).
 
     Returns:
         (thresholds, report) where report holds the statistics' maxima and the pass rates (per oracle and all).
@@ -247,7 +265,7 @@ def calibrate_thresholds(vertices, toes, fps: float = 20.0, defined=None, *, pas
     if not 0 < pass_rate <= 1:
         raise ValueError(f"pass_rate must be in (0, 1], got {pass_rate}")
     fps = _check_fps(fps)
-    stats = motion_statistics(vertices, toes, fps, defined, float_mm=float_mm)
+    stats = motion_statistics(lowest, toes, fps, defined, float_mm=float_mm)
 
     def q(name):
         return float(np.quantile(stats[name], pass_rate, method="higher"))
@@ -258,7 +276,7 @@ def calibrate_thresholds(vertices, toes, fps: float = 20.0, defined=None, *, pas
         float_mm=float(float_mm),
         max_flight_s=_round_up(q("longest_flight_s"), 1.0 / fps),
     )
-    flags = motion_infractions(vertices, toes, fps, defined, thresholds)
+    flags = infractions_of(stats, thresholds)
     report = {
         "motions": int(len(stats["skating_ratio"])),
         "max": {k: float(np.max(v)) for k, v in stats.items()},
@@ -268,17 +286,17 @@ def calibrate_thresholds(vertices, toes, fps: float = 20.0, defined=None, *, pas
     return thresholds, report
 
 
-# Calibrated with calibrate_thresholds(pass_rate=0.99, float_mm=30) on all 100 real windows of WindowConfig()
-# (train + val + test, mirrored copies included; 1,676 frames) retargeted to proxy-smpl-v2; recompute with
-# domains.motion.calibration.recalibrate(). Every real window passes (pass rate 1.0 per oracle and in total).
-# What sets them: penetration by the crawl clip's last frames (58.1 mm), skating by a 5-frame held-out backflip
-# window (2 of 4 transitions), flight by the cartwheel, whose standing frames float about 26 cm because the
-# DeepMimic humanoid's arms/hands reach differently from SMPL's (grounding follows the hand-stand frames).
-DEFAULT_THRESHOLDS = MotionThresholds(penetration_mm=59.0, skating_ratio=0.5, float_mm=30.0, max_flight_s=1.2)
+# Calibrated with calibrate_thresholds(pass_rate=0.99, float_mm=200) on the 1,368 real *train* windows of
+# domains.motion.calibration.CALIBRATION_WINDOWS (stride 1, uncut, mirrored copies included; 43,896 frames) on
+# proxy-smpl-v2; recompute with domains.motion.calibration.recalibrate(), which also reports the held-out windows'
+# margins. Penetration is set by the deepest train frames (29.9 mm), skating by the 1 % most skating windows (max
+# 0.103), flight by the jumps. Airborne means 20 cm up: the retargeted cartwheel and crawl keep their lowest vertex
+# 3-15 cm above the floor for whole windows (the DeepMimic humanoid's hands reach the floor where the proxy's do not).
+DEFAULT_THRESHOLDS = MotionThresholds(penetration_mm=30.0, skating_ratio=0.08, float_mm=200.0, max_flight_s=0.4)
 CALIBRATION_REPORT = {
-    "body": "proxy-smpl", "motions": 100, "pass_rate": 0.99,
-    "max": {"max_depth_mm": 58.117, "skating_ratio": 0.5, "longest_flight_s": 1.2},
-    "pass_rate_measured": {"penetration": 1.0, "skating": 1.0, "float": 1.0, "all": 1.0},
+    "body": "proxy-smpl", "motions": 1368, "split": "train", "pass_rate": 0.99,
+    "max": {"max_depth_mm": 29.946, "skating_ratio": 0.103, "longest_flight_s": 0.4},
+    "pass_rate_measured": {"penetration": 1.0, "skating": 0.9956, "float": 1.0, "all": 0.9956},
 }  # fmt: skip
 
 
@@ -292,29 +310,31 @@ def _field(samples, cond, *names):
 
 
 def _unpack(samples, cond) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
-    """(vertices, toes, defined, fps) from decoded samples (a mapping), falling back to the condition mapping."""
+    """(lowest heights or vertices, toes, defined, fps) from decoded samples (a mapping); ``defined`` and ``fps``
+    fall back to the condition mapping."""
     if not isinstance(samples, Mapping):
-        raise TypeError(f"motion oracles take a mapping with 'vertices' and 'joints' (or 'toes'), got {type(samples).__name__}")
-    vertices = _field(samples, None, "vertices")
-    if vertices is None:
-        raise KeyError("motion samples need 'vertices' [B, T, V, 3]")
+        raise TypeError("motion oracles take a mapping with 'lowest_height' (or 'vertices') and 'toes' (or SMPL "
+                        f"'joints'), got {type(samples).__name__}")
+    lowest = _field(samples, None, "lowest_height", "vertices")
+    if lowest is None:
+        raise KeyError("motion samples need 'lowest_height' [B, T] or 'vertices' [B, T, V, 3]")
     toes = _field(samples, None, "toes")
     if toes is None:
         joints = _field(samples, None, "joints")
-        if joints is None:
-            raise KeyError("motion samples need 'joints' [B, T, 24, 3] or 'toes' [B, T, 2, 3]")
-        toes = np.asarray(joints)[:, :, [joint_index(n) for n in TOE_JOINTS]]
+        if joints is None or np.ndim(joints) != 4 or np.shape(joints)[2] != 24:
+            raise KeyError("motion samples need 'toes' [B, T, 2, 3] or SMPL 'joints' [B, T, 24, 3]")
+        toes = np.asarray(joints)[:, :, list(SMPL_TOE_INDICES)]
     fps = _field(samples, cond, "fps")
     if fps is not None and np.asarray(fps).size != 1:
         raise ValueError(f"motion samples' fps must be one number for the batch, got shape {np.asarray(fps).shape}")
     fps = 20.0 if fps is None else float(np.asarray(fps).reshape(()))
-    return vertices, toes, _field(samples, cond, "defined", "mask"), fps
+    return lowest, toes, _field(samples, cond, "defined", "mask"), fps
 
 
 def _single(reason: str, thresholds: MotionThresholds | None):
     def valid(samples, cond=None):
-        vertices, toes, defined, fps = _unpack(samples, cond)
-        return ~motion_infractions(vertices, toes, fps, defined, thresholds)[reason]
+        lowest, toes, defined, fps = _unpack(samples, cond)
+        return ~motion_infractions(lowest, toes, fps, defined, thresholds)[reason]
 
     return valid
 

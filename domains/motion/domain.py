@@ -23,14 +23,14 @@ from genneg.oracle import Oracle, all_of, get_oracle
 
 from .data.representation import FRAME_FEATURES, ROOT_FEATURES
 from .data.windows import SPLITS, WindowConfig, cache_windows, load_windows
+from .calibration import TOE_INDICES, oracle_inputs
 from .kinematics import SkinnedBody, sixd_to_matrix
 from .net import MotionTransformer
-from .skeleton import NUM_JOINTS, TOE_JOINTS, joint_index
+from .skeleton import NUM_JOINTS
 
 __all__ = ["MotionDomain", "make_domain", "STD_FLOOR"]
 
 STD_FLOOR = 1e-3  # features that vary less than this on the train split are constant: they normalise to 0
-_POSE_FRAMES = 4096  # frames posed per chunk in decode (bounds memory: chunk x V x 12 floats)
 _METRIC_WINDOWS = 32  # windows per chunk for the full-mesh PhysDiff metrics
 
 
@@ -143,41 +143,35 @@ class MotionDomain:
     def decode(self, x0: Tensor, cond: dict) -> dict[str, np.ndarray]:
         """Normalised windows -> what the motion oracles, plots and exports need (numpy, metres, Y up).
 
+        Only what the oracles read is computed (the labelling fast path); :meth:`mesh_metrics` adds the full-mesh
+        PhysDiff metrics for a report.
+
         Returns:
-            ``features`` [B, T, 147] physical; ``joints`` [B, T, 24, 3]; ``toes`` [B, T, 2, 3]; ``vertices``
-            [B, T, 1, 3], the *lowest* vertex of each frame (all the floor oracles read; storing full meshes of
-            thousands of windows would cost gigabytes); ``defined`` [B, T]; ``label`` [B]; and the full-mesh
-            PhysDiff metrics ``penetrate_mm``, ``float_mm``, ``skate_mm`` and the GMD ``skating_ratio``, [B] each.
-            Padded frames are zeros.
+            ``features`` [B, T, 147] physical; ``joints`` [B, T, 24, 3]; ``toes`` [B, T, 2, 3] (the oracle's toe
+            joints); ``lowest_height`` [B, T] (the whole mesh's lowest vertex in every frame); ``defined`` [B, T];
+            ``label`` [B]. Padded frames are zeros.
         """
         validate_x0(x0, (self.frames, FRAME_FEATURES))
         defined = cond["defined"].cpu().numpy().astype(bool)
         feats = self.physical(x0.detach().cpu().float()) * torch.as_tensor(defined)[..., None]
-        flat = feats[torch.as_tensor(defined)]  # [n, 147] defined frames only
-        lowest, joints = [], []
-        for s in range(0, flat.shape[0], _POSE_FRAMES):
-            v, j = self.pose(flat[s : s + _POSE_FRAMES])
-            lowest.append(v.gather(1, v[..., 1].argmin(1)[:, None, None].expand(-1, 1, 3)))
-            joints.append(j)
-        b, t = defined.shape
-        out_v, out_j = np.zeros((b, t, 1, 3), np.float32), np.zeros((b, t, NUM_JOINTS, 3), np.float32)
-        out_v[defined], out_j[defined] = torch.cat(lowest).numpy(), torch.cat(joints).numpy()
-        samples = {"features": feats.numpy(), "joints": out_j, "toes": out_j[:, :, [joint_index(n) for n in TOE_JOINTS]],
-                   "vertices": out_v, "defined": defined, "label": cond["label"].cpu().numpy()}  # fmt: skip
-        samples.update(self.mesh_metrics(feats, defined))
+        samples = oracle_inputs(self.skinned, feats, defined)
+        samples.update(features=feats.numpy(), label=cond["label"].cpu().numpy())
         return samples
 
-    def mesh_metrics(self, feats: Tensor, defined: np.ndarray) -> dict[str, np.ndarray]:
-        """PhysDiff Penetrate / Float / Skate (mm) on the full mesh and the GMD skating ratio, [B] each."""
+    def mesh_metrics(self, samples: dict) -> dict[str, np.ndarray]:
+        """PhysDiff Penetrate / Float / Skate (mm) on the full mesh and the GMD skating ratio, [B] each, of decoded
+        samples (about 20 ms a window on one CPU core: for reports, not for labelling)."""
         from oracles.motion import physdiff_metrics, skating_ratio
 
+        feats, defined = torch.as_tensor(samples["features"]), np.asarray(samples["defined"], bool)
         parts = []
         for s in range(0, feats.shape[0], _METRIC_WINDOWS):
             d = defined[s : s + _METRIC_WINDOWS]
             t = int(d.any(0).nonzero()[0].max()) + 1  # frames up to the chunk's last defined one
-            v, j = self.pose(feats[s : s + _METRIC_WINDOWS, :t])
+            with torch.no_grad():
+                v, j = self.pose(feats[s : s + _METRIC_WINDOWS, :t])
             m = physdiff_metrics(v.numpy(), self.fps, d[:, :t])
-            m["skating_ratio"] = skating_ratio(j[:, :, [joint_index(n) for n in TOE_JOINTS]].numpy(), self.fps, d[:, :t])
+            m["skating_ratio"] = skating_ratio(j[:, :, TOE_INDICES].numpy(), self.fps, d[:, :t])
             parts.append(m)
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -215,7 +209,7 @@ class MotionDomain:
         defined = cond["defined"].to(x0.device, x0.dtype)
         v, j = self.pose(self.physical(x0), self.contact_vertices.to(x0.device))
         depth = torch.relu(-v[..., 1].min(-1).values)  # [B, T]
-        toes = j[:, :, [joint_index(n) for n in TOE_JOINTS]]  # [B, T, 2, 3]
+        toes = j[:, :, TOE_INDICES]  # [B, T, 2, 3]
         step = (toes[:, 1:, :, [0, 2]] - toes[:, :-1, :, [0, 2]]).norm(dim=-1)  # [B, T-1, 2]
         near = torch.sigmoid((GMD_HEIGHT_M - torch.maximum(toes[:, 1:, :, 1], toes[:, :-1, :, 1])) / 0.01)
         pairs = defined[:, 1:] * defined[:, :-1]

@@ -28,7 +28,7 @@ def plot_lowest_heights(samples: dict, result, ax, title: str = "", fps: float =
 
     The title gets the infraction rate and the mean PhysDiff metrics (mm) and GMD skating ratio of the samples.
     """
-    low, defined = np.asarray(samples["vertices"])[:, :, 0, 1], np.asarray(samples["defined"], bool)
+    low, defined = np.asarray(samples["lowest_height"]), np.asarray(samples["defined"], bool)
     t = np.arange(low.shape[1]) / fps
     for i in range(min(max_lines, len(low))):
         ok = result is None or bool(result.valid[i])

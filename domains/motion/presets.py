@@ -16,7 +16,7 @@ def motion_presets() -> dict[str, RunConfig]:
     demo = RunConfig(
         domain="motion",
         preset="demo",
-        data={"stride": 2},
+        data={"stride": 1},
         net={"width": 96, "depth": 3, "heads": 4, "ff": 192, "label_dropout": 0.1},  # ~0.13 s/step on 1 core
         classifier_net={"width": 64, "depth": 2, "heads": 4, "ff": 128},
         base=TrainConfig(steps=2500, batch_size=32, lr=1e-3, warmup=200, checkpoint_every=500),

@@ -26,13 +26,13 @@ def walk(body):
     from domains.motion.data.windows import WindowConfig, clip_motion, pose_body
 
     path = next(p for p in default_clip_paths() if p.stem == "humanoid3d_walk")
-    _, root, local = clip_motion(path, WindowConfig(), body)
+    _, root, local, _ = clip_motion(path, WindowConfig(tile=False), body)
     return root, local, pose_body(body, root, local)
 
 
 @pytest.fixture(scope="session")
 def real(body):
-    """Every real window of WindowConfig() posed with the proxy body (oracle inputs)."""
+    """Every real window of the calibration windows (stride 1) as oracle inputs on the proxy body."""
     pytest.importorskip("pybullet")
     from domains.motion.calibration import real_samples
 

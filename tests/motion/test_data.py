@@ -148,22 +148,28 @@ def test_mirrored_motion_is_the_mirror_image(body, walk):
 
 
 def test_windows_splits_cache_and_determinism(body, tmp_path):
-    cfg = WindowConfig(clips=("walk", "spin"), seed=3)
+    cfg = WindowConfig(clips=("walk", "kick"), seed=3)
     data = build_windows(cfg, body)
     n = len(data["label"])
     assert data["features"].shape == (n, 40, FRAME_FEATURES) and data["mask"].shape == (n, 40)
-    assert set(data["split"]) == {"train", "val", "test"} and list(data["label_names"]) == ["spin", "walk"]
+    assert set(data["split"]) == {"train", "val", "test"} and list(data["label_names"]) == ["kick", "walk"]
     assert (data["mask"].sum(1) == data["length"]).all() and not data["features"][~data["mask"]].any()
-    for clip in ("spin", "walk"):  # held-out frames never appear in train windows
-        seg = split_segments(int(round(dm.read_clip(_clip(clip)).duration * 20)) + 1, cfg)
+    assert data["cycles"].tolist()[0] == 0 and data["cycles"].tolist()[1] > 1  # kick does not loop, walk does
+    for c, clip in enumerate(data["label_names"]):  # held-out frames never appear in train windows
+        seg = split_segments(int(data["frames"][c]), cfg, tiled=bool(data["cycles"][c]))
         k = data["clip"] == clip
         ends = data["start"][k] + data["length"][k]
         for split, (a, b) in seg.items():
             sel = data["split"][k] == split
             assert sel.any() and (data["start"][k][sel] >= a).all() and (ends[sel] <= b).all()
+    walk = (data["clip"] == "walk") & (data["split"] != "train")
+    assert (data["length"][walk] == 40).all() and walk.sum() >= 8  # the tiled clip holds out full windows
+    train = data["split"] == "train"
+    assert (data["length"][train] < 40).any() and (data["length"][train] == 40).any()  # random prefixes
     path = cache_windows(cfg, body, tmp_path)
     manifest = json.loads(path.with_suffix(".json").read_text())
     assert manifest["body"] == "proxy-smpl" and manifest["windows"]["train"] == (data["split"] == "train").sum()
+    assert set(manifest["tiled"]) == {"walk"}
     val = load_windows(path, "val")
     np.testing.assert_array_equal(val["features"], data["features"][data["split"] == "val"])
     assert cache_windows(cfg, body, tmp_path) == path
@@ -173,6 +179,30 @@ def test_windows_splits_cache_and_determinism(body, tmp_path):
         build_windows(WindowConfig(clips=("moonwalk",)), body)
     with pytest.raises(ValueError, match="min_frames"):
         WindowConfig(min_frames=1)
+    with pytest.raises(ValueError, match="heldout_frames"):
+        WindowConfig(heldout_frames=20)
+
+
+def test_tiled_loops_join_continuously_and_repeat_the_cycle():
+    from domains.motion.data.loops import close_loop, join_ratio, tile
+
+    for name in ("walk", "spin", "crawl"):
+        clip = dm.read_clip(_clip(name))
+        closed, fix = close_loop(clip)
+        assert join_ratio(closed) <= 1.0 + 1e-6, name  # no joint moves faster across a join than within the cycle
+        assert fix < 60
+        three = tile(closed, 3)
+        n = len(clip.times)
+        assert len(three.times) == 3 * n - 2 and np.all(np.diff(three.times) > 0)
+        _, p1 = dm.forward_kinematics(three.local_quats[1:n], three.root_pos[1:n])
+        _, p3 = dm.forward_kinematics(three.local_quats[2 * n - 1 :], three.root_pos[2 * n - 1 :])
+        rel = lambda p: p - p[:, :1] * [1, 0, 1]  # noqa: E731  (a cycle is the first moved and turned)
+        np.testing.assert_allclose(np.linalg.norm(np.diff(rel(p1), axis=1), axis=-1),
+                                   np.linalg.norm(np.diff(rel(p3), axis=1), axis=-1), atol=1e-9)  # fmt: skip
+    crawl = dm.read_clip(_clip("crawl"))
+    assert join_ratio(crawl) > 2  # the raw mocap does not close: its join is a jump
+    with pytest.raises(ValueError, match="not marked as looping"):
+        tile(dm.read_clip(_clip("kick")), 2)
 
 
 def test_amass_loader_on_a_written_file(tmp_path, body):

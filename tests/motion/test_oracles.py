@@ -9,6 +9,7 @@ import pytest
 
 from genneg.oracle import get_oracle, label
 from oracles.motion import (
+    CALIBRATION_REPORT,
     DEFAULT_THRESHOLDS,
     MotionThresholds,
     calibrate_thresholds,
@@ -106,7 +107,7 @@ def test_bad_inputs_are_rejected():
         skating_ratio(np.zeros((1, 5, 2, 3)), fps=0)
     with pytest.raises(ValueError, match="skating_ratio"):
         MotionThresholds(10.0, 1.5, 30.0, 1.0)
-    with pytest.raises(KeyError, match="vertices"):
+    with pytest.raises(KeyError, match="lowest_height"):
         motion_oracle()({"joints": np.zeros((1, 5, 24, 3))})
 
 
@@ -123,45 +124,70 @@ def test_real_walk_passes_and_altered_copies_are_flagged(walk):
 
 
 def test_hovering_copy_is_flagged_but_real_flight_is_not(real):
-    long_windows = np.flatnonzero(real["defined"].all(1))
+    long_windows = np.flatnonzero(real["defined"].all(1) & (real["clip"] == "walk"))
     assert len(long_windows) >= 4
     i = long_windows[0]
-    batch = {"vertices": real["vertices"][[i, i]].copy(), "toes": real["toes"][[i, i]].copy()}
-    batch["vertices"][1, :, :, 1] += 0.2
-    batch["toes"][1, :, :, 1] += 0.2
-    flags = motion_infractions(batch["vertices"], batch["toes"], 20.0)
+    batch = {"lowest_height": real["lowest_height"][[i, i]].copy(), "toes": real["toes"][[i, i]].copy()}
+    batch["lowest_height"][1] += 0.5
+    batch["toes"][1, :, :, 1] += 0.5
+    flags = motion_infractions(batch["lowest_height"], batch["toes"], 20.0)
     assert flags["float"].tolist() == [False, True]
     assert not flags["penetration"].any()
 
 
-def test_real_windows_pass_the_calibrated_defaults(real):
-    flags = motion_infractions(real["vertices"], real["toes"], 20.0, real["defined"])
-    for reason, f in flags.items():
+def test_thresholds_are_calibrated_on_train_windows_only(real):
+    train = real["split"] == "train"
+    args = (real["lowest_height"][train], real["toes"][train], 20.0, real["defined"][train])
+    for reason, f in motion_infractions(*args).items():
         assert f.mean() <= 0.01, reason
-    thresholds, report = calibrate_thresholds(real["vertices"], real["toes"], 20.0, real["defined"])
+    thresholds, report = calibrate_thresholds(*args)
     assert thresholds == DEFAULT_THRESHOLDS  # the documented constants are what calibration gives today
-    assert report["pass_rate"]["all"] >= 0.99
+    assert report["pass_rate"]["all"] >= 0.99 and report["motions"] == CALIBRATION_REPORT["motions"]
+    sunk = real["lowest_height"].copy()
+    sunk[~train] -= 1.0  # held-out windows a metre deep: they must not move any threshold
+    assert calibrate_thresholds(sunk[train], *args[1:])[0] == thresholds
+
+
+def test_recalibrate_fits_train_and_reports_every_heldout_margin(body):
+    from domains.motion.calibration import real_samples, recalibrate
+    from domains.motion.data.windows import WindowConfig
+
+    cfg = WindowConfig(clips=("walk", "kick"), stride=4, prefix_fraction=0.0)
+    thresholds, report = recalibrate(cfg, body)
+    s = real_samples(cfg, body)
+    train = s["split"] == "train"
+    assert thresholds == calibrate_thresholds(s["lowest_height"][train], s["toes"][train], 20.0,
+                                              s["defined"][train])[0]  # fmt: skip
+    held = report["heldout"]
+    assert len(held["split"]) == (~train).sum() and set(held["split"]) == {"val", "test"}
+    flags = motion_infractions(s["lowest_height"][~train], s["toes"][~train], 20.0, s["defined"][~train], thresholds)
+    assert ((held["penetration_mm"] < 0) == flags["penetration"]).all()
+    assert ((held["skating_ratio"] < 0) == flags["skating"]).all()
+    assert ((held["flight_s"] < -1e-9) == flags["float"]).all()
 
 
 def test_registered_oracles_and_labelling(real):
     n = 6
-    samples = {"vertices": real["vertices"][:n].copy(), "joints": real["joints"][:n], "defined": real["defined"][:n]}
-    samples["vertices"][2, :, :, 1] -= 0.5
-    samples["vertices"][4, 0, 0, 1] = np.nan
+    samples = {"lowest_height": real["lowest_height"][:n].copy(), "toes": real["toes"][:n],
+               "defined": real["defined"][:n]}  # fmt: skip
+    samples["lowest_height"][2] -= 0.5
+    samples["lowest_height"][4, 0] = np.nan
     result = label(get_oracle("physical", domain="motion"), samples, batch_size=3)
     assert result.defined.tolist() == [True, True, True, True, False, True]
     assert result.reasons["penetration"].tolist() == [False, False, True, False, False, False]
     assert set(result.reasons) == {"penetration", "skating", "float"}
-    single = get_oracle("motion:skating")(samples | {"vertices": real["vertices"][:n]})
+    single = get_oracle("motion:skating")({"lowest_height": real["lowest_height"][:n], "joints": real["joints"][:n]})
     assert list(single.reasons) == ["skating"] and single.valid.all()
+    with pytest.raises(KeyError, match="toes"):
+        motion_oracle()({"lowest_height": samples["lowest_height"], "joints": real["joints"][:n, :, :10]})
 
 
 def test_oracle_throughput(real):
-    v, toes, d = real["vertices"], real["toes"], real["defined"]
+    v, toes, d = real["lowest_height"], real["toes"], real["defined"]
     oracle = motion_oracle()
-    oracle({"vertices": v, "toes": toes, "defined": d})  # warm up
+    oracle({"lowest_height": v, "toes": toes, "defined": d})  # warm up
     start = time.perf_counter()
     for _ in range(3):
-        oracle({"vertices": v, "toes": toes, "defined": d})
+        oracle({"lowest_height": v, "toes": toes, "defined": d})
     frames_per_s = 3 * v.shape[0] * v.shape[1] / (time.perf_counter() - start)
     assert frames_per_s >= 5000, frames_per_s
