@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
+
+from .cli_ui import StatsLog, TqdmUI, curve_hook, format_metrics, train_callback
+from .cli_ui import main_only as _main_only
+from .cli_ui import say as _say
 
 EXAMPLES = """
 examples:
@@ -18,6 +21,10 @@ examples:
   genneg sample --run-dir runs/toy-tiny --n 1000000 --batch-size 8192 --workers 2 --out big/   # streamed .npy files
   torchrun --nproc_per_node 2 -m genneg train toy --preset tiny --run-dir runs/ddp           # DDP, any command
   genneg eval --run-dir runs/toy-tiny
+  genneg train toy --preset default --run-dir runs/toy-default-base --eval-every 500 --threads 2  # + learning curve
+  genneg export-model --run-dir runs/toy-default-base --out pretrained/toy-default            # weights + card
+  genneg run toy --preset default --base pretrained/toy-default      # start Gen-neG from a pretrained base
+  genneg sample --run-dir runs/toy --stage round2 --n 1000 --out round2.npz   # any stage of a run, stacked too
   genneg presets toy                                               # list presets and their settings
   genneg train toy --preset tiny --set base.steps=500 --set data.shape=\\"rings\\"
 """
@@ -65,21 +72,6 @@ def _device(name: str) -> str:
     return name
 
 
-def _main_only(quiet: bool) -> bool:
-    """Whether progress bars stay off: --quiet, or not rank 0 under torchrun."""
-    from genneg import distributed
-
-    return quiet or not distributed.is_main()
-
-
-def _say(text: str) -> None:
-    """Prints on rank 0 only (every rank runs the same command under torchrun)."""
-    from genneg import distributed
-
-    if distributed.is_main():
-        print(text)
-
-
 def _sampler(cfg, batch_size: int | None):
     """``cfg`` with ``--batch-size`` (rows per sampler call) applied."""
     if batch_size is None:
@@ -99,39 +91,26 @@ def load_run_config(run_dir: Path):
     return config_from_dict(RunConfig, read_json(path))
 
 
-class StatsLog:
-    """Appends one JSON object a line to ``stats.jsonl`` in the run folder."""
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / "stats.jsonl"
-
-    def write(self, **record):
-        from genneg import distributed
-
-        if not distributed.is_main():
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"time": time.time(), **record}, default=float) + "\n")
-
-
-def train_callback(bar, log: StatsLog, stage: str, every: int = 20):
-    def cb(info: dict):
-        bar.update(1)
-        if info["step"] % every == 0:
-            bar.set_postfix(loss=f"{info['loss']:.4f}")
-            log.write(stage=stage, **info)
-
-    return cb
-
-
 # ------------------------------------------------------------------------------------------------------- commands
+
+
+def _threads(n: int | None) -> None:
+    """``--threads``: torch's intra-op threads for this process (default: torch's choice)."""
+    if n is None:
+        return
+    if n < 1:
+        raise SystemExit(f"error: --threads must be >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def cmd_train(args):
     from tqdm import tqdm
 
     from genneg import distributed
-    from genneg.checkpoint import write_json
+    from genneg.checkpoint import load_state, write_json
+    from genneg.curve import LearningCurve, TrainSessions
     from genneg.domain import get_domain
     from genneg.models import fit_base
 
@@ -141,43 +120,62 @@ def cmd_train(args):
         raise SystemExit(f"error: {run_dir} already holds a run; pass --resume to continue it or choose another folder")
     if args.resume and (run_dir / "config.json").exists():
         cfg = replace(load_run_config(run_dir), device=cfg.device)
+    _threads(args.threads)
+    every = cfg.base.checkpoint_every if args.eval_every is None else args.eval_every
     distributed.barrier()  # every rank has looked before rank 0 writes
     write_json(run_dir / "config.json", cfg.to_dict())
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
-    log = StatsLog(run_dir)
-    with tqdm(total=cfg.base.steps, desc="base", disable=_main_only(args.quiet)) as bar:
-        fit_base(domain, cfg, run_dir, resume=args.resume, callback=train_callback(bar, log, "base"))
-    _say(f"wrote {run_dir / 'base.safetensors'}")
+    curve = LearningCurve(run_dir, domain, cfg, domain.oracle(), every)
+    state = run_dir / "base.state.pt"
+    start = int(load_state(state)["step"]) if args.resume and state.exists() else 0
+    log, sessions = StatsLog(run_dir), TrainSessions(run_dir, args.threads, cfg.device)
+    with tqdm(total=cfg.base.steps, initial=start, desc="base", smoothing=0, disable=_main_only(args.quiet)) as bar:
+        hook = curve_hook(curve, sessions, log, bar)
+        ema = fit_base(domain, cfg, run_dir, resume=args.resume, callback=train_callback(bar, log, "base"),
+                       on_step=hook)
+    if (curve.last() or {}).get("step") != cfg.base.steps:  # resumed after the end, or trained before curves
+        hook(cfg.base.steps, ema)
+    sessions.update(cfg.base.steps)
+    _say(f"wrote {run_dir / 'base.safetensors'} and its learning curve {run_dir / 'curve.png'}")
+    _say(format_metrics(f"base, step {cfg.base.steps}", curve.last()))
+
+
+def _stage_of(args):
+    """``(cfg, domain, denoiser, folder)`` of ``--stage`` in ``--run-dir``; folder None for a pretrained model."""
+    from genneg.stages import load_stage
+
+    try:
+        return load_stage(args.run_dir, args.stage, seed=args.run_seed, domain_path=args.domain_path,
+                          device=args.device)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _load_stage(run_dir: Path, stage: str, domain_path=None):
-    from genneg.domain import get_domain
-    from genneg.models import load_denoiser
+    """``(cfg, domain, denoiser)`` of a stage, on the CPU (``genneg.stages.load_stage``)."""
+    from genneg.stages import load_stage
 
-    cfg = load_run_config(run_dir)
-    domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
-    path = run_dir / f"{stage}.safetensors"
-    if not path.is_file():
-        raise SystemExit(f"error: {path} does not exist (train it first, or pick another --stage)")
-    return cfg, domain, load_denoiser(domain, cfg, path)
+    return load_stage(run_dir, stage, domain_path=domain_path)[:3]
 
 
 def cmd_sample(args):
     from tqdm import tqdm
 
     from genneg.distributed import executor, labelling_oracle
+    from genneg.exporting import export_samples, exports
     from genneg.generate import sample_to_disk
 
-    run_dir = Path(args.run_dir)
-    cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
-    cfg = _sampler(replace(cfg, device=args.device), args.batch_size)
+    _threads(args.threads)
+    cfg, domain, denoiser, _ = _stage_of(args)
+    cfg = _sampler(cfg, args.batch_size)
     if args.n < 1:
         raise SystemExit(f"error: --n must be >= 1, got {args.n}")
+    write = export_samples if exports(domain, args.out) else sample_to_disk
     with executor(args.workers, args.dask_scheduler) as ex, \
             tqdm(total=args.n, desc=f"sample {args.stage}", disable=_main_only(args.quiet)) as bar:
-        out = sample_to_disk(denoiser.to(cfg.device), domain, args.n, cfg.sampler, args.out,
-                             oracle=labelling_oracle(domain.oracle(), ex), split=args.split, seed=args.seed,
-                             device=cfg.device, callback=bar.update)
+        out = write(denoiser, domain, args.n, cfg.sampler, args.out,
+                    oracle=labelling_oracle(domain.oracle(), ex), split=args.split, seed=args.seed,
+                    device=cfg.device, callback=bar.update)
     _say(f"wrote {args.n} samples to {out['path']} ({100 * out['invalid'] / max(args.n - out['undefined'], 1):.2f} % "
          f"invalid" + (f", {out['undefined']} undefined" if out["undefined"] else "") + ")")
 
@@ -187,28 +185,32 @@ def cmd_eval(args):
     from genneg.distributed import executor, labelling_oracle
     from genneg.evaluate import EvalData, evaluate_denoiser
 
-    run_dir = Path(args.run_dir)
-    cfg, domain, denoiser = _load_stage(run_dir, args.stage, args.domain_path)
-    cfg = _sampler(replace(cfg, device=args.device), args.batch_size)
+    _threads(args.threads)
+    cfg, domain, denoiser, folder = _stage_of(args)
+    cfg = _sampler(cfg, args.batch_size)
     with executor(args.workers, args.dask_scheduler) as ex:
-        metrics, _, _ = evaluate_denoiser(denoiser.to(cfg.device), domain, cfg, EvalData(domain, cfg),
+        metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, EvalData(domain, cfg),
                                           labelling_oracle(domain.oracle(), ex))
-    write_json(run_dir / f"eval_{args.stage}.json", metrics)
-    StatsLog(run_dir).write(stage=f"eval_{args.stage}", **{"metrics": metrics})
+    out = Path(args.out) if args.out else (folder / f"eval_{args.stage}.json" if folder is not None else None)
+    if out is not None:  # a pretrained folder is never written to unless --out says so
+        write_json(out, metrics)
+    if folder is not None:
+        StatsLog(folder).write(stage=f"eval_{args.stage}", **{"metrics": metrics})
     _say(format_metrics(args.stage, metrics))
 
 
-def format_metrics(stage: str, m: dict) -> str:
-    inf = m["infraction"]
-    t = inf["total"]
-    lines = [f"{stage}: infraction {100 * t['rate']:.2f} % [{100 * t['lo']:.2f}, {100 * t['hi']:.2f}] (n={inf['n']}"
-             + (f", undefined {inf['undefined']}" if inf["undefined"] else "") + ")"]
-    for name, r in inf["reasons"].items():
-        lines.append(f"  {name}: {100 * r['rate']:.2f} % [{100 * r['lo']:.2f}, {100 * r['hi']:.2f}]")
-    if "nll" in m:
-        lines.append(f"  NLL bound: {m['nll']['mean']:.3f} ± {m['nll']['se']:.3f} nats")
-    lines.append(f"  sampler: {m['seconds_per_1000']:.3f} s per 1,000 samples")
-    return "\n".join(lines)
+def cmd_export_model(args):
+    from genneg.domain import get_domain
+    from genneg.pretrained import read_card, write_model_folder
+
+    run_dir = Path(args.run_dir)
+    cfg = load_run_config(run_dir)
+    domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
+    out = Path(args.out or f"pretrained/{cfg.domain}-{cfg.preset}")
+    write_model_folder(run_dir, out, domain, cfg, domain.presets(), force=args.force)
+    card = read_card(out)
+    print(f"wrote {out}/ (model.safetensors sha256 {card['weights']['sha256'][:16]}…, card.json, card.md, curve.png)")
+    print(format_metrics(f"{out.name}, step {card['metrics']['step']}", card["metrics"]))
 
 
 def cmd_data(args):
@@ -241,23 +243,6 @@ def cmd_domains(args):
     print("\n".join(available_domains()))
 
 
-class TqdmUI:
-    """Progress bars and stats.jsonl for ``genneg run``."""
-
-    def __init__(self, log: StatsLog, quiet: bool):
-        self.stats, self.quiet = log, quiet
-
-    def bar(self, desc: str, total: int):
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=desc, disable=self.quiet, leave=False)
-        bar.train_callback = lambda: train_callback(bar, self.stats, desc)
-        return bar
-
-    def log(self, **record):
-        self.stats.write(**record)
-
-
 def cmd_run(args):
     from genneg import distributed
     from genneg.distributed import executor
@@ -268,6 +253,11 @@ def cmd_run(args):
     run_dir = Path(args.run_dir or f"runs/{args.domain}-{args.preset}")
     if args.resume and (run_dir / "config.json").exists():
         cfg = replace(load_run_config(run_dir), device=cfg.device)
+        if args.base is not None and _base_arg(args.base) != cfg.pretrained_base:
+            raise SystemExit(f"error: {run_dir} was started with base {cfg.pretrained_base or 'trained in the run'!r}; "
+                             "resume it without --base, or start another folder")
+    elif args.base is not None:
+        cfg = replace(cfg, pretrained_base=_base_arg(args.base))
     cfg = _sampler(cfg, args.batch_size)
     if args.seeds < 1:
         raise SystemExit("error: --seeds must be >= 1")
@@ -277,6 +267,10 @@ def cmd_run(args):
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     names = args.oracle.split(",") if args.oracle else None
     domain.oracle(names)  # fail early on unknown oracle names
+    if cfg.pretrained_base:  # fail early on a missing, corrupted or mismatched pretrained base
+        from genneg.pretrained import load_pretrained
+
+        load_pretrained(cfg.pretrained_base, domain, replace(cfg, device="cpu"))
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with executor(args.oracle_workers, args.dask_scheduler) as ex:
@@ -288,6 +282,11 @@ def cmd_run(args):
     _say((run_dir / "report.md").read_text())
     _say(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; summed stage time "
          f"{agg['wall_seconds'] / 60:.1f} min)")
+
+
+def _base_arg(text: str) -> str:
+    """``--base``: a pretrained folder, or "none" to train the base even when the preset names one."""
+    return "" if text == "none" else text
 
 
 def cmd_new_domain(args):
@@ -315,6 +314,20 @@ def scale_options(sp, what: str):
                     help=f"run {what} on this Dask cluster, e.g. tcp://10.0.0.1:8786 (pip install 'genneg[dask]')")
 
 
+def threads_option(sp):
+    sp.add_argument("--threads", type=int, default=None, help="torch threads of this process (default: torch's)")
+
+
+def stage_options(sp):
+    """--run-dir, --stage and --run-seed of a command that loads one stage."""
+    sp.add_argument("--run-dir", required=True, help="a `genneg train` or `genneg run` folder, one of its seed<S>/ "
+                    "folders, or a pretrained model folder (e.g. pretrained/toy-default)")
+    sp.add_argument("--stage", default="base", help="base, round1 .. roundK (the base guided by classifiers 1..k), "
+                    "distilled, no_is, time_independent, penalty (default: %(default)s)")
+    sp.add_argument("--run-seed", type=int, default=None, help="which seed of a `genneg run` folder (default: its "
+                    "first)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genneg", description="Gen-neG: keep diffusion models away from invalid samples.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -338,25 +351,40 @@ def build_parser() -> argparse.ArgumentParser:
     common(t)
     t.add_argument("--run-dir", required=True, help="folder for weights, config and stats.jsonl")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --run-dir")
+    t.add_argument("--eval-every", type=int, default=None, metavar="K",
+                   help="evaluate the EMA weights on held-out data every K steps into curve.json / curve.png "
+                        "(default: base.checkpoint_every; 0: only at the last step, which is always evaluated)")
+    threads_option(t)
     t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("export-model", help="write a pretrained model folder (weights, card, curve) from a finished "
+                       "`genneg train` run", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    x.add_argument("--run-dir", required=True, help="the finished `genneg train` run")
+    x.add_argument("--out", default=None, help="the model folder (default: pretrained/<domain>-<preset>)")
+    x.add_argument("--force", action="store_true", help="replace --out if it exists")
+    x.add_argument("--domain-path", default=None, help="a local folder with a domain package (make_domain)")
+    x.set_defaults(func=cmd_export_model)
 
     s = sub.add_parser("sample", help="draw samples from a trained stage and label them")
     common(s, domain=False)
-    s.add_argument("--run-dir", required=True)
-    s.add_argument("--stage", default="base", help="base, distilled, ... (a *.safetensors in the run folder)")
+    stage_options(s)
     s.add_argument("--num-samples", "--n", dest="n", type=int, default=1000,
                    help="samples to draw (default: %(default)s; under torchrun spell it --num-samples)")
     s.add_argument("--split", default="test", help="split whose conditions to generate on")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="a .npz archive, or a folder of .npy files (any other path); written "
-                   "batch by batch, so n is bounded by the disk, not by memory")
+                   "batch by batch, so n is bounded by the disk, not by memory. A suffix the domain exports (e.g. "
+                   ".json) is written in the domain's own format with the oracle's verdicts instead")
+    threads_option(s)
     scale_options(s, "oracle labelling")
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="infraction rate (Wilson interval, per reason) and NLL bound of a stage")
     common(e, domain=False)
-    e.add_argument("--run-dir", required=True)
-    e.add_argument("--stage", default="base")
+    stage_options(e)
+    e.add_argument("--out", default=None, help="metrics JSON (default: eval_<stage>.json in the run folder; nothing "
+                   "is written into a pretrained model folder)")
+    threads_option(e)
     scale_options(e, "oracle labelling")
     e.set_defaults(func=cmd_eval)
 
@@ -374,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(pip install 'genneg[dask]')")
     r.add_argument("--batch-size", type=int, default=None,
                    help="rows per sampler call; bounds memory (default: the preset's)")
+    r.add_argument("--base", default=None, metavar="FOLDER",
+                   help="start from this pretrained model folder (e.g. pretrained/toy-default) instead of training "
+                        "the base; 'none' trains it (default: the preset's pretrained_base, if it names one)")
     r.set_defaults(func=cmd_run)
 
     da = sub.add_parser("data", help="generate and cache a domain's data for a preset (e.g. SUMO scenes)")

@@ -147,7 +147,11 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs. ``data``, ``net`` and ``classifier_net`` are domain-specific keyword dicts."""
+    """Everything a run needs. ``data``, ``net`` and ``classifier_net`` are domain-specific keyword dicts.
+
+    ``pretrained_base`` names a pretrained model folder (``genneg.pretrained``, e.g. "pretrained/toy-default") that
+    ``genneg run`` starts from instead of training the base; "" trains it.
+    """
 
     domain: str
     preset: str = "default"
@@ -162,6 +166,7 @@ class RunConfig:
     eval: EvalConfig = EvalConfig()
     seed: int = 0
     device: str = "cpu"
+    pretrained_base: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,12 +30,16 @@ def _edm_objective(model, batch, gen):
 
 
 def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
-             callback: Callable[[dict], None] | None = None) -> EDMPrecond:
-    """Trains the base denoiser on the domain's train split; writes ``base.safetensors`` to ``run_dir``."""
+             callback: Callable[[dict], None] | None = None,
+             on_step: Callable[[int, EDMPrecond], None] | None = None) -> EDMPrecond:
+    """Trains the base denoiser on the domain's train split; writes ``base.safetensors`` to ``run_dir``.
+
+    ``on_step(step, ema)`` is called after every step (``genneg train`` evaluates the EMA weights with it).
+    """
     x0, cond = domain.dataset("train")
     model = build_denoiser(domain, cfg)
     res = train(model, _edm_objective, data_dict(x0, cond), cfg.base, run_dir=run_dir, name="base", resume=resume,
-                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data}, callback=callback)
+                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data}, callback=callback, on_step=on_step)
     return res.model
 
 

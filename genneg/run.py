@@ -148,6 +148,12 @@ def _base(s: SeedRun):
     path = s.dir / "base.safetensors"
     if s.done("base") and path.exists():
         return load_denoiser(s.domain, s.cfg, path)
+    if s.cfg.pretrained_base:  # checked against this run's config and copied in, never trained here
+        from .pretrained import install_base
+
+        base = install_base(s.cfg.pretrained_base, s.domain, s.cfg, path)
+        s.evaluate("base", base, {"pretrained": s.cfg.pretrained_base})
+        return base
     base = s.train_stage("base", s.cfg.base.steps, lambda cb, _: fit_base(
         s.domain, s.cfg, s.dir, resume=s.resume, callback=cb)).eval().requires_grad_(False)
     s.evaluate("base", base)

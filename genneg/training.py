@@ -141,6 +141,7 @@ def train(
     resume: bool = False,
     config_to_save: dict | None = None,
     callback: Callable[[dict], None] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Trains ``model`` in place on ``loss_fn(model, batch, generator) -> [B] or scalar``.
 
@@ -154,6 +155,8 @@ def train(
         config_to_save: JSON-able config stored in the safetensors metadata.
         callback: called every step with ``{"step", "loss", "lr", "grad_norm"}`` (the loss is the whole batch's mean,
             over every rank).
+        on_step: called after every step as ``on_step(step, ema)`` on every rank, e.g. to evaluate the EMA weights
+            every K steps; it runs with torch's global generator forked, so it cannot change the run's draws.
 
     Returns:
         The EMA model (a copy; ``model`` holds the raw weights) and the final step.
@@ -175,7 +178,7 @@ def train(
     with seeded(distributed.rank_seed(cfg.seed)):
         if resume and state_path is not None and state_path.exists():
             loop.restore(load_state(state_path))
-        loop.run(loss_fn, data, n, device, state_path, callback)
+        loop.run(loss_fn, data, n, device, state_path, callback, on_step)
         # inside the seeded block, so the global generator saved is the loop's; every rank takes part (it gathers
         # their generators), rank 0 writes
         snapshot = loop.snapshot() if run_dir is not None else None
@@ -217,7 +220,7 @@ class _Loop:
         self.model, self.ema, self.opt, self.gen, self.cfg, self.name = model, ema, opt, gen, cfg, name
         self.step, self.loss = 0, float("nan")
 
-    def run(self, loss_fn, data, n, device, state_path, callback):
+    def run(self, loss_fn, data, n, device, state_path, callback, on_step=None):
         cfg, world, rank = self.cfg, distributed.world_size(), distributed.rank()
         rows = torch.arange(rank, n, world)  # this rank's shard of the data
         local = cfg.batch_size // world + (rank < cfg.batch_size % world)  # this rank's share of each batch
@@ -248,6 +251,9 @@ class _Loop:
             if callback:
                 callback({"step": self.step, "loss": self.loss, "lr": cfg.lr_at(self.step - 1),
                           "grad_norm": float(gnorm)})
+            if on_step:
+                with torch.random.fork_rng(devices=[]):
+                    on_step(self.step, self.ema)
             if state_path is not None and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 \
                     and self.step < cfg.steps:
                 snapshot = self.snapshot()

@@ -56,7 +56,8 @@ def _kill_when(path: Path, proc: subprocess.Popen, timeout: float = 300):
 
 
 def test_killed_training_resumes_bit_for_bit(tmp_path):
-    args = ["train", "toy", *TINY, "--set", "base.steps=240", "--set", "base.checkpoint_every=60"]
+    args = ["train", "toy", *TINY, "--set", "base.steps=240", "--set", "base.checkpoint_every=60", "--eval-every", "30",
+            "--set", "eval.num_samples=200", "--set", "eval.num_nll=50"]
     genneg(*args, "--run-dir", str(tmp_path / "straight"))
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "genneg", *args, "--run-dir", str(killed)], env=ENV,
@@ -69,6 +70,13 @@ def test_killed_training_resumes_bit_for_bit(tmp_path):
     a, _ = load_weights(tmp_path / "straight" / "base.safetensors")
     b, _ = load_weights(killed / "base.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the learning curve survives the kill: one point per step, each equal to the uninterrupted run's
+    timing = ("wall_seconds", "seconds_per_1000", "valid_per_second")
+    curves = [[{k: v for k, v in p.items() if k not in timing} for p in json.loads((d / "curve.json").read_text())["points"]]
+              for d in (tmp_path / "straight", killed)]
+    assert [p["step"] for p in curves[1]] == list(range(30, 241, 30)) and curves[0] == curves[1]
+    sessions = json.loads((killed / "train.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[1]["last_step"] == 240
 
 
 def test_train_sample_eval(tmp_path):

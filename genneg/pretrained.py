@@ -1,0 +1,357 @@
+"""Pretrained model folders: a base denoiser trained once (``genneg train``), shipped with a card, started from.
+
+A folder (``pretrained/<domain>-<preset>/`` in this repository) holds::
+
+    model.safetensors   the EMA weights of the base denoiser (the run's config in its metadata)
+    card.json           what it is: domain, preset, architecture and data (configs and hashes), training (steps,
+                        batch size, wall time, machine, code commit), held-out metrics, sha256 of the weights, the
+                        command that reproduces it and the full run config
+    card.md             the same for people, with the learning curve
+    curve.json, curve.png   the held-out learning curve of the training run
+
+``write_model_folder`` makes one from a finished ``genneg train`` run. ``load_pretrained`` refuses a folder whose
+weights do not match their sha256, or whose card's architecture or data differ from what the current code builds
+for the run's config (naming the field and the command that retrains it). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from . import rng
+from .checkpoint import atomic_write, read_json, write_json
+from .config import RunConfig, config_from_dict
+from .curve import CURVE_JSON, CURVE_PNG, TrainSessions, plot_curve
+from .models import build_denoiser, load_denoiser
+
+__all__ = ["write_model_folder", "load_pretrained", "install_base", "read_card", "card_config", "check_card",
+           "verify_weights", "is_model_folder", "resolve_folder", "architecture", "data_identity", "probe",
+           "reproduce_command", "CARD_FORMAT"]
+
+CARD_FORMAT = 1
+WEIGHTS, CARD, CARD_MD = "model.safetensors", "card.json", "card.md"
+PROBE_SIGMAS = (0.05, 0.5, 5.0)
+PROBE_ROWS = 4
+
+
+# ------------------------------------------------------------------------------------------------- identities
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_sha256(obj: Any) -> str:
+    """SHA-256 of a nested structure of tensors, arrays, dicts, lists and JSON values (shapes and dtypes included)."""
+    h = hashlib.sha256()
+    _hash_into(h, obj)
+    return h.hexdigest()
+
+
+def _hash_into(h, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"tensor{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, np.ndarray):
+        h.update(f"array{obj.shape}{obj.dtype.str}".encode())
+        h.update(repr(obj.tolist()).encode() if obj.dtype.hasobject else np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, Mapping):
+        for k in sorted(obj, key=str):
+            h.update(f"key{k!r}".encode())
+            _hash_into(h, obj[k])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"seq{len(obj)}".encode())
+        for v in obj:
+            _hash_into(h, v)
+    else:
+        h.update(json.dumps(obj, sort_keys=True, default=str).encode())
+
+
+def architecture(domain, cfg: RunConfig) -> dict:
+    """The base denoiser the current code builds for ``cfg``: its net config, σ_data, class, parameter count and
+    ``sha256`` (of those and every tensor's name, shape and dtype)."""
+    model = build_denoiser(domain, replace(cfg, device="cpu"))
+    layout = [[k, list(v.shape), str(v.dtype)] for k, v in model.state_dict().items()]
+    ident = {"net": dict(cfg.net), "sigma_data": float(domain.sigma_data), "network": type(model.net).__name__}
+    return {**ident, "parameters": sum(p.numel() for p in model.parameters()),
+            "sha256": tree_sha256({**ident, "layout": layout})}
+
+
+def data_identity(domain, cfg: RunConfig) -> dict:
+    """The training data the current code makes for ``cfg.data``: the config, its sha256, the train split's
+    sha256 (samples and conditions) and row count."""
+    x0, cond = domain.dataset("train")
+    return {"config": dict(cfg.data), "config_sha256": tree_sha256(dict(cfg.data)),
+            "train_sha256": tree_sha256([x0, cond]), "train_rows": int(x0.shape[0])}
+
+
+@torch.no_grad()
+def probe(denoiser, domain, cfg: RunConfig) -> list[float]:
+    """What the denoiser computes on fixed inputs: mean and RMS of D(σ n; σ) at a few σ, on the stream
+    ``(0, "pretrained", "probe")``. Equal weights under a changed network code give other numbers."""
+    seed = rng.stream_seed(0, "pretrained", "probe")
+    cond = domain.conditions(PROBE_ROWS, "test", seed)
+    noise = rng.randn(domain.sample_shape(cond, PROBE_ROWS), rng.generator(seed))
+    device = next(denoiser.parameters()).device
+    from .batch import to_device
+
+    out = []
+    for sigma in PROBE_SIGMAS:
+        d = denoiser((noise * sigma).to(device), torch.full((PROBE_ROWS,), sigma, device=device),
+                     to_device(cond, device)).double()
+        out += [float(d.mean()), float(d.pow(2).mean().sqrt())]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- writing
+
+
+def reproduce_command(cfg: RunConfig, presets: dict[str, RunConfig], name: str) -> str:
+    """The commands that retrain the base of ``cfg`` and write ``pretrained/<name>`` from it."""
+    if cfg.preset not in presets:
+        raise ValueError(f"the run's preset {cfg.preset!r} is not a preset of domain {cfg.domain!r} "
+                         f"({sorted(presets)}); a shipped model must be reproducible from a preset")
+    sets = _differences(presets[cfg.preset].to_dict(), cfg.to_dict(), skip=("device", "pretrained_base", "seed"))
+    args = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sets]
+    if cfg.seed != presets[cfg.preset].seed:
+        args.append(f"--seed {cfg.seed}")
+    run_dir = f"runs/{name}-base"
+    train = " ".join(["genneg train", cfg.domain, "--preset", cfg.preset, *args, "--run-dir", run_dir])
+    return f"{train} && genneg export-model --run-dir {run_dir} --out pretrained/{name}"
+
+
+def _differences(a: dict, b: dict, skip=(), prefix: str = "") -> list[tuple[str, Any]]:
+    """Dotted keys whose value in ``b`` differs from ``a`` (one level into dicts, as ``--set`` addresses them)."""
+    out = []
+    for k, v in b.items():
+        if k in skip or a.get(k) == v:
+            continue
+        if isinstance(v, dict) and isinstance(a.get(k), dict) and not prefix:
+            out += _differences(a[k], v, prefix=f"{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def write_model_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunConfig, presets: dict[str, RunConfig],
+                       *, force: bool = False) -> Path:
+    """Writes the model folder ``out`` from a finished ``genneg train`` run in ``run_dir``.
+
+    Raises:
+        FileNotFoundError: the run has no weights, curve or session log (not finished, or not a train run).
+        ValueError: the curve lacks the last step's evaluation, the preset is unknown, or ``out`` exists and
+            ``force`` is False.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    weights = run_dir / "base.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist: the training has not finished (continue it with "
+                                f"genneg train {cfg.domain} --preset {cfg.preset} --run-dir {run_dir} --resume)")
+    if not (run_dir / CURVE_JSON).is_file():
+        raise FileNotFoundError(f"{run_dir / CURVE_JSON} does not exist: train the base with `genneg train`, which "
+                                "evaluates it on held-out data")
+    curve = read_json(run_dir / CURVE_JSON)
+    final = curve["points"][-1] if curve["points"] else None
+    if final is None or final["step"] != cfg.base.steps:
+        raise ValueError(f"{run_dir / CURVE_JSON} has no evaluation at the last step {cfg.base.steps}; continue "
+                         f"the training with --resume")
+    if out.exists() and not force:
+        raise ValueError(f"{out} already exists; pass --force to replace it")
+    model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
+    card = _card(out.name, run_dir, domain, cfg, presets, model, curve, weights)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(weights, tmp / WEIGHTS)
+    shutil.copyfile(run_dir / CURVE_JSON, tmp / CURVE_JSON)
+    plot_curve(curve["points"], tmp / CURVE_PNG, title=f"{out.name}: {cfg.domain} / {cfg.preset}")
+    write_json(tmp / CARD, card)
+    (tmp / CARD_MD).write_text(card_markdown(card))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _card(name: str, run_dir: Path, domain, cfg: RunConfig, presets, model, curve: dict, weights: Path) -> dict:
+    sessions = TrainSessions.read(run_dir)
+    final = curve["points"][-1]
+    nll = final.get("nll")
+    metrics = {"step": final["step"], "split": curve["split"], "num_samples": curve["num_samples"],
+               "num_nll": curve["num_nll"], "infraction": final["infraction"],
+               "seconds_per_1000": final["seconds_per_1000"]}
+    if nll is not None:
+        metrics["nll"] = {**nll, "lo": nll["mean"] - 1.96 * nll["se"], "hi": nll["mean"] + 1.96 * nll["se"]}
+    cpu = replace(cfg, device="cpu", pretrained_base="")
+    return {
+        "format": CARD_FORMAT, "name": name, "domain": cfg.domain, "preset": cfg.preset, "seed": cfg.seed,
+        "architecture": architecture(domain, cpu),
+        "data": data_identity(domain, cpu),
+        "training": {"steps": cfg.base.steps, "batch_size": cfg.base.batch_size, "train": cfg.to_dict()["base"],
+                     "wall_seconds": sum(s["seconds"] for s in sessions), "sessions": len(sessions),
+                     "machine": sorted({s["machine"] for s in sessions}),
+                     "code_commit": sorted({s["code_commit"] for s in sessions})},
+        "metrics": metrics,
+        "weights": {"file": WEIGHTS, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
+        "probe": probe(model, domain, cpu),
+        "reproduce": reproduce_command(cpu, presets, name),
+        "config": cpu.to_dict(),
+    }
+
+
+def card_markdown(card: dict) -> str:
+    """``card.md``: what the model was trained on, how to reproduce it, its measured limits and learning curve."""
+    a, d, t, m = card["architecture"], card["data"], card["training"], card["metrics"]
+    inf = m["infraction"]
+
+    def pct(r):
+        return f"{100 * r['rate']:.2f} % [{100 * r['lo']:.2f}, {100 * r['hi']:.2f}]"
+
+    rows = [f"| invalid (any reason) | {pct(inf['total'])} |"]
+    rows += [f"| {k} | {pct(r)} |" for k, r in inf["reasons"].items()]
+    if "nll" in m:
+        rows.append(f"| NLL bound (nats) | {m['nll']['mean']:.3f} [{m['nll']['lo']:.3f}, {m['nll']['hi']:.3f}] |")
+    hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
+    name = card["name"]
+    return "\n".join([
+        f"# {name}: a `{card['domain']}` base denoiser (preset `{card['preset']}`)", "",
+        "The EMA weights of a base diffusion model trained by `genneg train`, to start Gen-neG from without training "
+        "it again. See `docs/pretrained.md` for the fields of `card.json` and how to check this folder.", "",
+        "## Trained on", "",
+        f"- data: `{json.dumps(d['config'])}`, {d['train_rows']:,} training rows (train split sha256 "
+        f"`{d['train_sha256'][:16]}…`)",
+        f"- network: `{a['network']}` `{json.dumps(a['net'])}`, {a['parameters']:,} parameters, σ_data "
+        f"{a['sigma_data']} (architecture sha256 `{a['sha256'][:16]}…`)",
+        f"- {t['steps']:,} steps of batch {t['batch_size']}, lr {t['train']['lr']}, EMA {t['train']['ema_decay']}, "
+        f"seed {card['seed']}",
+        f"- {hours} h {minutes:02d} min of wall time in {t['sessions']} session(s) on {'; '.join(t['machine'])}",
+        f"- code commit {', '.join(t['code_commit'])}", "",
+        "## Reproduce", "", "```bash", card["reproduce"], "```", "",
+        f"## Measured limits (held-out, step {m['step']:,})", "",
+        f"{m['num_samples']:,} samples on the {m['split']} split's conditions (95 % Wilson intervals) and the NLL "
+        f"bound of {m['num_nll']:,} held-out points (± 1.96 s.e.); sampler cost {m['seconds_per_1000']:.3f} s per "
+        "1,000 samples on the training machine. An unguided base: its invalid samples are what Gen-neG removes.", "",
+        "| metric | value |", "|---|---|", *rows, "",
+        "## Learning curve", "", f"![learning curve]({CURVE_PNG})", "",
+        "## Use", "", "```bash",
+        f"genneg run {card['domain']} --preset {card['preset']} --base pretrained/{name}",
+        f"genneg sample --run-dir pretrained/{name} --n 1000 --out samples.npz",
+        f"genneg eval --run-dir pretrained/{name}", "```", "",
+    ])
+
+
+# ------------------------------------------------------------------------------------------------- reading
+
+
+def resolve_folder(path: str | Path) -> Path:
+    """``path`` as given, else relative to the project's root (where ``pretrained/`` lives); never downloaded."""
+    p = Path(path)
+    if p.is_dir():
+        return p
+    root = Path(__file__).resolve().parents[1]
+    if not p.is_absolute() and (root / p).is_dir():
+        return root / p
+    raise FileNotFoundError(f"no pretrained model folder {path} (looked in {Path.cwd()} and {root}); nothing is "
+                            "downloaded: write one with `genneg export-model` from a finished `genneg train` run")
+
+
+def is_model_folder(path: str | Path) -> bool:
+    return (Path(path) / CARD).is_file()
+
+
+def read_card(folder: str | Path) -> dict:
+    folder = Path(folder)
+    card = read_json(folder / CARD)
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(f"{folder / CARD} has card format {card.get('format')!r}; this code reads format "
+                         f"{CARD_FORMAT}")
+    missing = [k for k in ("domain", "architecture", "data", "weights", "config", "reproduce") if k not in card]
+    if missing:
+        raise ValueError(f"{folder / CARD} lacks the field(s) {missing}")
+    return card
+
+
+def card_config(card: dict) -> RunConfig:
+    """The run config the model was trained with (device cpu)."""
+    return config_from_dict(RunConfig, card["config"])
+
+
+def verify_weights(folder: str | Path, card: dict) -> Path:
+    """The weights file, after checking its sha256 against the card's."""
+    path = Path(folder) / card["weights"]["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; restore it or retrain: {card['reproduce']}")
+    digest = sha256_file(path)
+    if digest != card["weights"]["sha256"]:
+        raise ValueError(f"{path} is corrupted or was replaced: its sha256 {digest[:16]}… is not the card's "
+                         f"{card['weights']['sha256'][:16]}…; restore it (e.g. `git checkout -- {path}`) or retrain: "
+                         f"{card['reproduce']}")
+    return path
+
+
+def check_card(card: dict, domain, cfg: RunConfig, folder: str | Path = "") -> None:
+    """Refuses a card whose domain, data or architecture differs from what the current code builds for ``cfg``.
+
+    Raises:
+        ValueError: naming the first field that differs, both values and the command that retrains the model.
+    """
+    def refuse(field: str, theirs, ours, why: str):
+        raise ValueError(f"{folder or 'the pretrained model'}: the card's {field} ({theirs}) does not match {why} "
+                         f"({ours}); retrain it: {card['reproduce']}")
+
+    if card["domain"] != cfg.domain:
+        refuse("domain", card["domain"], cfg.domain, "this run's domain")
+    if card["data"]["config"] != dict(cfg.data):
+        refuse("data.config", card["data"]["config"], dict(cfg.data), "this run's data config")
+    if card["architecture"]["net"] != dict(cfg.net):
+        refuse("architecture.net", card["architecture"]["net"], dict(cfg.net), "this run's net config")
+    cpu = replace(cfg, device="cpu")
+    arch = architecture(domain, cpu)
+    for key in ("sigma_data", "network", "sha256"):
+        if card["architecture"][key] != arch[key]:
+            refuse(f"architecture.{key}", card["architecture"][key], arch[key], "the current code's denoiser")
+    data = data_identity(domain, cpu)
+    if card["data"]["train_sha256"] != data["train_sha256"]:
+        refuse("data.train_sha256", card["data"]["train_sha256"][:16] + "…", data["train_sha256"][:16] + "…",
+               "the training data the current code makes")
+
+
+def load_pretrained(folder: str | Path, domain, cfg: RunConfig):
+    """The pretrained base denoiser of ``folder`` for a run of ``cfg`` (on ``cfg.device``), after every check:
+    the card against the current code (``check_card``), the weights' sha256, and the probe outputs."""
+    folder = resolve_folder(folder)
+    card = read_card(folder)
+    check_card(card, domain, cfg, folder)
+    path = verify_weights(folder, card)
+    model = load_denoiser(domain, cfg, path)
+    ours, theirs = np.array(probe(model, domain, cfg)), np.array(card["probe"])
+    if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-3, atol=1e-4):
+        raise ValueError(f"{folder}: the current code computes other outputs from these weights than when the card "
+                         f"was written (probe {np.round(ours, 5).tolist()} vs {np.round(theirs, 5).tolist()}); "
+                         f"retrain it: {card['reproduce']}")
+    return model
+
+
+def install_base(folder: str | Path, domain, cfg: RunConfig, dest: str | Path):
+    """``load_pretrained``, then a copy of its weights at ``dest`` (a run's ``base.safetensors``); returns the
+    denoiser."""
+    folder = resolve_folder(folder)
+    model = load_pretrained(folder, domain, cfg)
+    src = folder / read_card(folder)["weights"]["file"]
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+    return model

@@ -1,0 +1,80 @@
+"""The pretrained path as a user runs it: train → model folder → `genneg run --base` → sample any stage."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+TINY = ["--preset", "tiny", "--quiet"]
+ROUNDS = ["--set", "eval.num_samples=400", "--set", "eval.num_nll=100", "--set", "genneg.samples_per_round=1000",
+          "--set", "genneg.distil_samples=600", "--set", "distil.steps=60", "--set", "classifier.steps=150",
+          "--set", 'genneg.baselines=["rejection"]']
+
+
+def genneg(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "genneg", *args], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"genneg {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def refused(proc, *words):
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in proc.stderr, (w, proc.stderr)
+
+
+def test_train_card_run_from_it_and_sample_every_stage(tmp_path):
+    train, model, run = tmp_path / "train", tmp_path / "pretrained" / "toy-tiny", tmp_path / "run"
+    genneg("train", "toy", *TINY, "--set", "base.steps=100", "--eval-every", "50", "--threads", "1",
+           "--run-dir", str(train))
+    genneg("export-model", "--run-dir", str(train), "--out", str(model))
+    card = json.loads((model / "card.json").read_text())
+    assert card["metrics"]["step"] == 100 and (model / "curve.png").stat().st_size > 0
+
+    out = genneg("run", "toy", *TINY, *ROUNDS, "--base", str(model), "--run-dir", str(run)).stdout
+    assert "report:" in out
+    state = json.loads((run / "seed0" / "state.json").read_text())
+    assert not (run / "seed0" / "base.state.pt").exists()  # the base was not trained here
+    assert state["stages"]["base"]["pretrained"] == str(model)
+    assert (run / "seed0" / "base.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
+    assert state["stages"]["round2"]["metrics"]["infraction"] != state["stages"]["base"]["metrics"]["infraction"]
+
+    # a stacked round loads as the run evaluated it: `genneg eval` reproduces its recorded metrics
+    genneg("eval", "--run-dir", str(run), "--stage", "round2", "--out", str(tmp_path / "round2.json"), "--quiet")
+    assert json.loads((tmp_path / "round2.json").read_text())["infraction"] == \
+        state["stages"]["round2"]["metrics"]["infraction"]
+    for stage in ("round2", "distilled"):
+        genneg("sample", "--run-dir", str(run), "--stage", stage, "--n", "50", "--out", str(tmp_path / f"{stage}.npz"),
+               "--quiet")
+        assert np.load(tmp_path / f"{stage}.npz")["samples"].shape == (50, 2)
+
+    # the pretrained folder itself samples, reproducibly by --seed, and is never written to
+    files = sorted(p.name for p in model.iterdir())
+    for name, seed in (("a", "7"), ("b", "7"), ("c", "8")):
+        genneg("sample", "--run-dir", str(model), "--n", "60", "--seed", seed, "--out", str(tmp_path / f"{name}.npz"),
+               "--quiet")
+    a, b, c = (np.load(tmp_path / f"{n}.npz")["samples"] for n in "abc")
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert "NLL bound" in genneg("eval", "--run-dir", str(model), "--quiet").stdout
+    assert sorted(p.name for p in model.iterdir()) == files
+
+    # refused: another architecture, corrupted weights, a stage a pretrained folder does not have
+    refused(genneg("run", "toy", *TINY, "--set", "net.width=32", "--base", str(model), "--run-dir",
+                   str(tmp_path / "other"), check=False), "architecture.net", "genneg train toy --preset tiny")
+    bad = tmp_path / "bad"
+    shutil.copytree(model, bad)
+    raw = bytearray((bad / "model.safetensors").read_bytes())
+    raw[-1] ^= 0x01
+    (bad / "model.safetensors").write_bytes(bytes(raw))
+    refused(genneg("sample", "--run-dir", str(bad), "--n", "5", "--out", str(tmp_path / "x.npz"), check=False),
+            "sha256", "corrupted")
+    refused(genneg("sample", "--run-dir", str(model), "--stage", "round1", "--n", "5", "--out",
+                   str(tmp_path / "x.npz"), check=False), "only stage is 'base'")
+    refused(genneg("sample", "--run-dir", str(run), "--stage", "round3", "--n", "5", "--out",
+                   str(tmp_path / "x.npz"), check=False), "unknown stage 'round3'", "round2")
