@@ -1,8 +1,9 @@
 """The motion domain: real mocap windows (DeepMimic clips on SMPL-24), an MDM-style transformer, physics oracles.
 
-``x0`` is a window of frame features ``[B, T, 147]`` (canonical pelvis position + 24 local rotations in 6D,
-``data.representation``), normalised per feature with the train split's mean and standard deviation over defined
-frames; padded frames are 0. ``cond`` is a dict of tensors: ``label`` int64 ``[B]`` (the clip/action) and
+``x0`` is a window of model channels ``[B, T, F]``: the varying physical frame features (canonical pelvis position +
+24 local rotations in 6D, ``data.representation``) and, with ``aux``, auxiliary channels that restate the kinematics
+(joint positions, foot contacts, lowest-vertex height), normalised per feature group (``features.FeatureCodec``);
+padded frames are 0. ``cond`` is a dict of tensors: ``label`` int64 ``[B]`` (the clip/action) and
 ``defined`` bool ``[B, T]`` (the frame mask, which the engine uses in the loss and the NLL bound).
 """
 
@@ -24,18 +25,18 @@ from genneg.oracle import Oracle, all_of, get_oracle
 from .data.representation import FRAME_FEATURES, ROOT_FEATURES
 from .data.windows import SPLITS, WindowConfig, cache_windows, load_windows
 from .calibration import TOE_INDICES, oracle_inputs
+from .features import FeatureCodec, aux_channels, aux_errors, aux_from_pose
 from .kinematics import SkinnedBody, sixd_to_matrix
 from .net import MotionTransformer
 from .skeleton import NUM_JOINTS
 
-__all__ = ["MotionDomain", "make_domain", "STD_FLOOR"]
+__all__ = ["MotionDomain", "make_domain"]
 
-STD_FLOOR = 1e-3  # features that vary less than this on the train split are constant: they normalise to 0
 _METRIC_WINDOWS = 32  # windows per chunk for the full-mesh PhysDiff metrics
 
 
 def make_domain(**data_kwargs) -> "MotionDomain":
-    """The motion domain; ``data_kwargs`` are ``WindowConfig`` fields plus ``model`` and ``cache_dir``."""
+    """The motion domain; ``data_kwargs`` are ``WindowConfig`` fields plus ``model``, ``cache_dir`` and ``aux``."""
     return MotionDomain(**data_kwargs)
 
 
@@ -45,14 +46,15 @@ class MotionDomain:
     Args:
         model: SMPL model file (``body.load_body``); None = ``$GENNEG_SMPL_MODEL`` or the proxy body.
         cache_dir: where the body and the windows are cached (default ``$GENNEG_CACHE`` or ``~/.cache/genneg``).
+        aux: add the auxiliary channels (``features``) to the model's channels.
         **windows: ``WindowConfig`` fields (``window``, ``stride``, ``clips``, ``mirror``, ...).
     """
 
     name = "motion"
 
-    def __init__(self, model: str | None = None, cache_dir: str | None = None, **windows):
+    def __init__(self, model: str | None = None, cache_dir: str | None = None, aux: bool = True, **windows):
         self.windows = WindowConfig(**windows)
-        self.model, self.cache_dir = model, cache_dir
+        self.model, self.cache_dir, self.aux = model, cache_dir, bool(aux)
         self.frames, self.fps = self.windows.window, float(self.windows.fps)
 
     # --------------------------------------------------------------------------------------------- data
@@ -93,23 +95,33 @@ class MotionDomain:
             raise ValueError(f"the {split!r} split holds no windows (config {asdict(self.windows)})")
         return idx
 
+    def _channels(self, features: np.ndarray | Tensor) -> Tensor:
+        """Physical features [B, T, 147] -> physical (+ auxiliary) channels [B, T, C]."""
+        feats = torch.as_tensor(features, dtype=torch.float32)
+        if not self.aux:
+            return feats
+        return torch.cat([feats, aux_channels(self.skinned, feats, self.fps)], -1)
+
     @cached_property
-    def stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature mean and std [147] over the defined frames of the train split."""
+    def codec(self) -> FeatureCodec:
+        """Constant channels and per-group normalisation, fitted on the defined frames of the train split."""
         idx = self._split("train")
-        frames = self.data["features"][idx][self.data["mask"][idx]].astype(np.float64)
-        mean, std = frames.mean(0), frames.std(0)
-        return mean.astype(np.float32), np.where(std < STD_FLOOR, 1.0, std).astype(np.float32)
+        channels = self._channels(self.data["features"][idx])
+        return FeatureCodec.fit(channels[torch.as_tensor(self.data["mask"][idx])].numpy())
+
+    @property
+    def num_features(self) -> int:
+        """Channels per frame of ``x0``."""
+        return self.codec.num_features
 
     def normalise(self, features: np.ndarray, defined: np.ndarray) -> Tensor:
-        """Physical features [B, T, 147] -> x0 [B, T, 147] (padded frames 0)."""
-        mean, std = self.stats
-        return torch.as_tensor((features - mean) / std * defined[..., None], dtype=torch.float32)
+        """Physical features [B, T, 147] -> x0 [B, T, F] (padded frames 0)."""
+        x0 = self.codec.encode(self._channels(features))
+        return x0 * torch.as_tensor(np.asarray(defined), dtype=x0.dtype)[..., None]
 
     def physical(self, x0: Tensor) -> Tensor:
-        """x0 [B, T, 147] -> physical features (metres, 6D rotations), differentiable."""
-        mean, std = (torch.as_tensor(a, device=x0.device, dtype=x0.dtype) for a in self.stats)
-        return x0 * std + mean
+        """x0 [B, T, F] -> physical features [B, T, 147] (metres, 6D rotations), differentiable."""
+        return self.codec.decode(x0)[..., :FRAME_FEATURES]
 
     def dataset(self, split: str) -> tuple[Tensor, dict]:
         idx = self._split(split)
@@ -131,7 +143,7 @@ class MotionDomain:
                 "defined": torch.as_tensor(self.data["mask"][pick])}  # fmt: skip
 
     def sample_shape(self, cond, n: int) -> tuple[int, ...]:
-        return (n, self.frames, FRAME_FEATURES)
+        return (n, self.frames, self.num_features)
 
     # --------------------------------------------------------------------------------------------- posing
     def pose(self, features: Tensor, vertex_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -149,13 +161,21 @@ class MotionDomain:
         Returns:
             ``features`` [B, T, 147] physical; ``joints`` [B, T, 24, 3]; ``toes`` [B, T, 2, 3] (the oracle's toe
             joints); ``lowest_height`` [B, T] (the whole mesh's lowest vertex in every frame); ``defined`` [B, T];
-            ``label`` [B]. Padded frames are zeros.
+            ``label`` [B]. Padded frames are zeros. With ``aux``, also how far the auxiliary channels are from the
+            kinematics of the window's own rotations (``features.aux_errors``): ``aux_position_error_m``,
+            ``aux_lowest_error_m``, ``aux_contact_mismatch``, [B] each.
         """
-        validate_x0(x0, (self.frames, FRAME_FEATURES))
+        validate_x0(x0, (self.frames, self.num_features))
         defined = cond["defined"].cpu().numpy().astype(bool)
-        feats = self.physical(x0.detach().cpu().float()) * torch.as_tensor(defined)[..., None]
+        mask = torch.as_tensor(defined)[..., None]
+        channels = self.codec.decode(x0.detach().cpu().float()) * mask
+        feats = channels[..., :FRAME_FEATURES]
         samples = oracle_inputs(self.skinned, feats, defined)
         samples.update(features=feats.numpy(), label=cond["label"].cpu().numpy())
+        if self.aux:
+            implied = aux_from_pose(torch.as_tensor(samples["joints"]), torch.as_tensor(samples["lowest_height"]),
+                                    self.fps)  # fmt: skip
+            samples.update(aux_errors(channels[..., FRAME_FEATURES:], implied, torch.as_tensor(defined)))
         return samples
 
     def mesh_metrics(self, samples: dict) -> dict[str, np.ndarray]:
@@ -217,7 +237,7 @@ class MotionDomain:
 
     # --------------------------------------------------------------------------------------------- nets, plots
     def _net(self, cfg: dict, classifier: bool) -> MotionTransformer:
-        return MotionTransformer(FRAME_FEATURES, self.frames, len(self.label_names), classifier=classifier, **cfg)
+        return MotionTransformer(self.num_features, self.frames, len(self.label_names), classifier=classifier, **cfg)
 
     def make_denoiser_net(self, cfg: dict) -> MotionTransformer:
         return self._net(cfg, classifier=False)

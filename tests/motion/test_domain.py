@@ -35,7 +35,8 @@ def _net(classifier=False, **kw):
     return net.eval()
 
 
-def test_net_shapes_and_padding_isolated():
+@pytest.mark.parametrize("kernel, head", [(0, "pooled"), (5, "pooled"), (3, "frames")])
+def test_net_shapes_and_padding_isolated(kernel, head):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 12, 147, generator=g)
     defined = torch.ones(3, 12, dtype=torch.bool)
@@ -44,12 +45,32 @@ def test_net_shapes_and_padding_isolated():
     garbage = x.clone()
     garbage[0, 7:] = 50.0
     for classifier in (False, True):
-        net = _net(classifier)
+        net = _net(classifier, kernel=kernel, head=head)
         out, out2 = net(x, torch.zeros(3), cond), net(garbage, torch.zeros(3), cond)
         assert out.shape == ((3,) if classifier else (3, 12, 147))
         assert torch.allclose(out, out2, atol=1e-5)  # padded frames never reach defined outputs
         if not classifier:
             assert (out[0, 7:] == 0).all() and out[0, :7].abs().sum() > 0
+
+
+def test_per_frame_head_is_the_logit_of_a_product_over_frames():
+    net = _net(True, kernel=3, head="frames")
+    x = torch.randn(2, 12, 147)
+    defined = torch.ones(2, 12, dtype=torch.bool)
+    defined[1, 5:] = False
+    logit = net(x, torch.zeros(2), {"defined": defined})
+    h = {}
+    net.out.register_forward_hook(lambda m, i, o: h.update(f=o[..., 0]))  # returns None: the output is kept
+    net(x, torch.zeros(2), {"defined": defined})
+    log_c = (torch.nn.functional.logsigmoid(h["f"]) * defined).sum(1)
+    torch.testing.assert_close(torch.sigmoid(logit), log_c.exp(), atol=1e-6, rtol=1e-5)
+    fresh = _net(True, kernel=3, head="frames")
+    torch.nn.init.zeros_(fresh.out.weight)  # at initialisation a full window starts at C = 1/2
+    assert abs(torch.sigmoid(fresh(x[:1], torch.zeros(1), None)).item() - 0.5) < 1e-4
+    with pytest.raises(ValueError, match="kernel"):
+        _net(kernel=4)
+    with pytest.raises(ValueError, match="head"):
+        _net(True, head="max")
 
 
 def test_net_uses_label_sigma_and_checks_inputs():
@@ -75,14 +96,14 @@ def test_domain_contract_and_data(domain):
     assert isinstance(domain, Domain) and {"tiny", "demo", "paper"} <= set(domain.presets())
     x0, cond = domain.dataset("train")
     d = cond["defined"]
-    assert x0.shape[1:] == (40, 147) and cond["label"].dtype == torch.int64
-    assert (x0[~d] == 0).all() and x0[d].mean(0).abs().max() < 1e-4 and x0[d].std(0).max() < 1.01
-    assert 0.5 < domain.sigma_data <= 1.0
+    assert x0.shape[1:] == (40, domain.num_features) and cond["label"].dtype == torch.int64
+    assert (x0[~d] == 0).all() and x0[d].mean(0).abs().max() < 1e-4
+    assert 0.5 < domain.sigma_data <= 1.5
     c1, c2 = domain.conditions(50, "test", 7), domain.conditions(50, "test", 7)
     assert torch.equal(c1["label"], c2["label"]) and torch.equal(c1["defined"], c2["defined"])
     test_x0, test_cond = domain.dataset("test")
     assert set(c1["label"].tolist()) <= set(test_cond["label"].tolist())
-    assert domain.sample_shape(c1, 50) == (50, 40, 147)
+    assert domain.sample_shape(c1, 50) == (50, 40, domain.num_features)
     with pytest.raises(ValueError, match="split"):
         domain.conditions(3, "holdout", 0)
 
@@ -92,7 +113,7 @@ def test_decode_real_windows_pass_and_sunk_copy_fails(domain):
     s = domain.decode(x0, cond)
     oracle = domain.oracle()
     assert oracle(s, cond).valid.mean() >= 0.95  # held-out windows: see calibration.recalibrate for their margins
-    assert set(s) == {"features", "joints", "toes", "lowest_height", "defined", "label"}
+    assert {"features", "joints", "toes", "lowest_height", "defined", "label"} <= set(s)
     sunk = s["features"].copy()
     sunk[..., 1] -= 1.0  # a metre down: even airborne frames of a flip go through the floor
     s2 = domain.decode(domain.normalise(sunk, cond["defined"].numpy()), cond)
@@ -135,5 +156,51 @@ def test_penalty_is_differentiable_and_grows_when_sunk(domain):
     p_sunk, p_real = domain.penalty(sunk, cond), domain.penalty(x0, cond)
     assert p_sunk.shape == (len(x0),) and (p_sunk > p_real + 0.1).all()
     p_sunk.sum().backward()
-    grad = sunk.grad.view(len(x0), 40, 147)
+    grad = sunk.grad
     assert grad[..., 1][cond["defined"]].lt(0).any() and (grad[~cond["defined"]] == 0).all()
+
+
+def test_group_normalisation_round_trip_drops_constant_channels(domain):
+    from domains.motion.features import CONSTANT_STD, GROUPS
+
+    codec = domain.codec
+    x0, cond = domain.dataset("train")
+    d = cond["defined"]
+    train = torch.as_tensor(domain.data["features"][domain.data["split"] == "train"])[d]
+    physical = domain.physical(x0)[d]
+    np.testing.assert_allclose(physical[:, codec.kept[:147]], train[:, codec.kept[:147]], atol=1e-5)
+    assert (physical[:, ~codec.kept[:147]] - train[:, ~codec.kept[:147]]).abs().max() < 5 * CONSTANT_STD
+    assert 40 < (~codec.kept).sum() < 100  # the skeleton's unmoved joints and hinge components
+    for group, idx in GROUPS.items():  # one scale per group; the group's varying channels pool to unit variance
+        idx = [i for i in idx if codec.kept[i]]
+        assert len(set(codec.scale[idx].tolist())) == 1, group
+        model = [int(codec.kept[: i + 1].sum()) - 1 for i in idx]
+        assert abs(x0[d][:, model].var(0).mean().item() - 1) < 1e-3, group
+    back = codec.encode(codec.decode(x0[:4]))
+    torch.testing.assert_close(back, x0[:4], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="training frames"):
+        type(codec).fit(np.zeros((10, 100)))
+
+
+def test_auxiliary_channels_match_the_kinematics(domain, body):
+    from domains.motion.calibration import pose_features
+    from domains.motion.features import AUX_JOINTS, aux_channels
+    from domains.motion.skeleton import joint_index
+
+    x0, cond = domain.dataset("val")
+    x0, cond = x0[:8], {k: v[:8] for k, v in cond.items()}
+    s = domain.decode(x0, cond)
+    assert max(s["aux_position_error_m"].max(), s["aux_lowest_error_m"].max()) < 1e-4
+    assert s["aux_contact_mismatch"].max() == 0
+    full = pose_features(s["features"], s["defined"], body)  # smplx: the reference kinematics
+    aux = domain.codec.decode(x0)[..., 147:]
+    d = s["defined"]
+    rel = full["joints"][:, :, [joint_index(n) for n in AUX_JOINTS]] - full["joints"][:, :, :1]
+    assert np.abs(aux[..., : rel.shape[2] * 3].numpy()[d] - rel.reshape(*d.shape, -1)[d]).max() < 1e-3
+    assert np.abs(aux[..., -1].numpy()[d] - full["vertices"][..., 1].min(-1)[d]).max() < 1e-3
+    implied = aux_channels(domain.skinned, torch.as_tensor(s["features"]), 20.0)
+    shifted = domain.codec.decode(x0).clone()
+    shifted[..., 147:168] += 0.1  # auxiliary positions 10 cm off in x, y and z
+    bad = domain.decode(domain.codec.encode(shifted) * cond["defined"][..., None], cond)
+    assert np.allclose(bad["aux_position_error_m"], 0.1 * np.sqrt(3), atol=1e-3)
+    assert implied.shape[-1] == aux.shape[-1]
