@@ -1,6 +1,9 @@
-"""Baselines and ablations every report carries (METHOD.md): each returns a denoiser to evaluate like any stage.
+"""Baselines and ablations every report carries (docs/method.md): each returns a denoiser to evaluate like any stage.
 
-Rejection sampling is evaluated analytically from the base model instead (its samples are exactly the target).
+Every guide enters through ``genneg.guidance_term`` (the run's weight, σ window rule and clipping), and every
+ablation of round 1 draws from round 1's streams, so a row differs from the one it is compared with only in what it
+ablates. Rejection sampling is evaluated analytically from the base model instead (its samples are exactly the
+target).
 """
 
 from __future__ import annotations
@@ -11,41 +14,61 @@ from typing import Callable
 
 import torch
 
+from . import rng
 from .batch import concat, take
 from .classifier import NoisyClassifier, classifier_report, fit_classifier
 from .config import RunConfig
 from .diffusion import Denoiser
-from .genneg import build_classifier, draw_cached, run_round, stack
+from .genneg import build_classifier, draw_cached, guidance_term, run_round, stack
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle
+from .rng import stream_seed
+from .training import streamed
 
-__all__ = ["ablation_round", "discriminator_guidance", "penalty_guidance"]
+__all__ = ["no_importance_weights", "time_independent_guidance", "discriminator_guidance", "penalty_guidance"]
 
 
-def ablation_round(base: Denoiser, domain, cfg: RunConfig, oracle: Oracle, kind: str, *, run_dir=None,
-                   resume=False, progress=None, callback=None):
-    """One Gen-neG round with a change: "no_is" (no importance weights) or "time_independent" (σ ≈ 0 only).
-
-    Returns the guided denoiser and the round's summary; compare with the "round 1" row.
-    """
-    if kind not in ("no_is", "time_independent"):
-        raise ValueError(f"unknown ablation {kind!r}")
-    kwargs = {"importance": False} if kind == "no_is" else {"fixed_sigma": cfg.genneg.classifier_sigma_min}
-    r = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir, name=kind, resume=resume, progress=progress,
-                  callback=callback, **kwargs)
+def no_importance_weights(base: Denoiser, domain, cfg: RunConfig, oracle: Oracle, *, run_dir=None, resume=False,
+                          progress=None, callback=None):
+    """Round 1 without importance weights: the same samples, split, initial weights, batches and noise as round 1,
+    calibrated and windowed the same way, but trained (and judged) on the 50/50 problem, so its classifier models a
+    balanced prior instead of the model's. Returns the guided denoiser and the round's summary."""
+    r = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir, name="no_is", importance=False, resume=resume,
+                  progress=progress, callback=callback)
     return (stack(base, [r.classifier], cfg) if r.classifier is not None else base), r
+
+
+def time_independent_guidance(base: Denoiser, domain, cfg: RunConfig, oracle: Oracle,
+                              round1: NoisyClassifier | None = None, *, run_dir=None, resume=False, progress=None,
+                              callback=None):
+    """A classifier of clean samples (trained at σ = classifier_sigma_min on round 1's samples and streams) applied
+    to the denoised estimate: log C(D(x; σ)), its gradient taken through D, with round 1's σ window (``round1``'s
+    ``sigma_max_guidance``; the run's window when round 1 has none) and the run's clipping.
+    Returns the guided denoiser and the round's summary."""
+    r = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir, name="time_independent",
+                  fixed_sigma=cfg.genneg.classifier_sigma_min, resume=resume, progress=progress, callback=callback)
+    if r.classifier is None:
+        return base, r
+    clf = r.classifier
+
+    def log_prob(x, sigma, cond):
+        return clf.log_prob(base(x, sigma, cond), sigma, cond)  # clf evaluates at its fixed σ
+
+    hi = float(round1.sigma_max_guidance) if round1 is not None else math.inf
+    term = guidance_term(log_prob, hi, cfg, "time_independent")
+    return guided(base, [term] if term is not None else []), r
 
 
 def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=None, resume=False,
                            progress: Callable[[int], None] | None = None, callback=None):
     """Kim et al. 2023: a time-conditioned discriminator d between data (1) and model samples (0); the score gets
-    ∇ log(d / (1 − d)) = ∇ logit d, within the σ range where d is informative on held-out pairs.
-    Returns the guided denoiser and the discriminator's held-out report."""
-    m = cfg.genneg.samples_per_round
+    ∇ log(d / (1 − d)) = ∇ logit d, within the σ range where d is measured informative on held-out pairs (the same
+    rule and clipping as Gen-neG's classifiers). Returns the guided denoiser and the discriminator's held-out report."""
+    m, g, stream = cfg.genneg.samples_per_round, cfg.genneg, "discriminator"
     data_x0, data_cond = domain.dataset("train")
-    idx = torch.randperm(data_x0.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 5))[:m]
-    seed = cfg.seed * 1000 + 555
-    gen_cond = domain.conditions(len(idx), "train", seed)
+    idx = rng.randperm(data_x0.shape[0], rng.generator(cfg.seed, stream, "data"))[:m]
+    seed = stream_seed(cfg.seed, stream, "samples")
+    gen_cond = domain.conditions(len(idx), "train", stream_seed(seed, "conditions"))
     cache = Path(run_dir) / "drawn_discriminator.safetensors" if run_dir is not None else None
     # model samples are cached as soon as drawn: a resumed baseline does not redraw them
     fake = draw_cached(base, domain, cfg, gen_cond, len(idx), seed, {"n": len(idx), "split": "train", "seed": seed},
@@ -53,31 +76,33 @@ def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=No
     x0 = torch.cat([data_x0[idx], fake])
     cond = None if data_cond is None else concat([take(data_cond, idx.numpy()), gen_cond])
     y = torch.cat([torch.ones(len(idx), dtype=torch.bool), torch.zeros(len(idx), dtype=torch.bool)])
-    hold = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed + 6)) < len(y) // 10
-    g = cfg.genneg
+    hold = rng.randperm(len(y), rng.generator(cfg.seed, stream, "holdout")) < len(y) // 10
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
-    disc: NoisyClassifier = build_classifier(domain, cfg)
-    disc = fit_classifier(disc, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, (~hold).numpy()), alpha=None,
-                          sigma_range=sigma_range, run_dir=run_dir, name="discriminator", resume=resume,
-                          callback=callback)
+    disc: NoisyClassifier = build_classifier(domain, cfg, stream=stream)
+    disc = fit_classifier(disc, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
+                          cond=take(cond, (~hold).numpy()), alpha=None, sigma_range=sigma_range, run_dir=run_dir,
+                          name="discriminator", resume=resume, callback=callback)
     report = classifier_report(disc, x0[hold], y[hold], take(cond, hold.numpy()), sigma_range=sigma_range,
-                               seed=cfg.seed, device=cfg.device)
-    hi = min(g.guidance_sigma_max, report["informative_sigma_max"] if g.auto_window else math.inf)
-    terms = [GuidanceTerm(disc.logit, weight=g.guidance_weight, sigma_range=(g.guidance_sigma_min, hi),
-                          name="discriminator")] if hi >= g.guidance_sigma_min else []
-    return guided(base, terms), report
+                               seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device)
+    term = guidance_term(disc.logit, report["informative_sigma_max"] if g.auto_window else math.inf, cfg, stream)
+    return guided(base, [term] if term is not None else []), report
 
 
 def penalty_guidance(base: Denoiser, domain, cfg: RunConfig) -> Denoiser:
-    """CTG-style guidance by a domain's differentiable penalty on the denoised estimate: log C = −λ·pen(D(x; σ))."""
+    """CTG-style guidance by a domain's differentiable penalty on the denoised estimate: log C = −λ·pen(D(x; σ)).
+
+    The penalty's gradient is not a score, so unlike the classifiers it is always clipped to the noise level
+    (‖step‖ ≤ σ√d, or the run's tighter ``guidance_max_ratio``) and acts only at σ ≤ ``penalty_sigma_max``, where
+    D(x; σ) is a sample-like estimate the penalty can judge.
+    """
     if not hasattr(domain, "penalty"):
         raise ValueError(f"domain {domain.name!r} has no differentiable penalty")
-    lam = cfg.genneg.penalty_weight
+    g = cfg.genneg
+    lam = g.penalty_weight
 
     def log_prob(x, sigma, cond):
         return -lam * domain.penalty(base(x, sigma, cond), cond)
 
-    # the penalty's gradient is not a score: keep each step within the noise level (‖step‖ ≤ σ√d) and act only at
-    # σ ≤ penalty_sigma_max, where D(x; σ) is a sample-like estimate the penalty can judge
-    g = cfg.genneg
-    return guided(base, [GuidanceTerm(log_prob, max_ratio=1.0, sigma_range=(0.0, g.penalty_sigma_max), name="penalty")])
+    ratio = min(1.0, g.guidance_max_ratio or 1.0)
+    return guided(base, [GuidanceTerm(log_prob, max_ratio=ratio, sigma_range=(0.0, g.penalty_sigma_max),
+                                      name="penalty")])

@@ -3,7 +3,7 @@
 Training pairs are samples x0 of the *current* model with oracle labels y, re-noised with a fresh σ (log-uniform
 over the sampler's range) at every step. Batches are balanced (invalid samples are oversampled to the number of
 valid ones) and carry importance weights α (valid) and 1 − α (invalid), α the model's valid fraction, so the
-optimum is P(y = 1 | x_σ) under the model's own prior (METHOD.md). The same machinery trains the time-independent
+optimum is P(y = 1 | x_σ) under the model's own prior (docs/method.md). The same machinery trains the time-independent
 ablation (σ fixed near 0) and discriminator guidance (data vs model samples).
 """
 
@@ -19,10 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .batch import batch_size_of, concat, take, to_device
+from . import rng
 from .diffusion import LogUniformSigma, append_dims, as_sigma
 from .training import TrainConfig, train
 
-__all__ = ["NoisyClassifier", "importance_weights", "balanced_set", "fit_classifier", "classifier_report", "calibrate"]
+__all__ = ["NoisyClassifier", "importance_weights", "balanced_set", "fit_classifier", "classifier_report", "calibrate",
+           "informative_sigma_max", "auc"]
 
 
 class NoisyClassifier(nn.Module):
@@ -86,7 +88,7 @@ def balanced_set(x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0)
         raise ValueError(f"a balanced set needs both classes, got {len(pos)} valid and {len(neg)} invalid samples")
     g = torch.Generator().manual_seed(seed)
     m = max(len(pos), len(neg))
-    grow = lambda idx: idx[torch.randint(0, len(idx), (m,), generator=g)] if len(idx) < m else idx
+    grow = lambda idx: idx[rng.randint(0, len(idx), (m,), g)] if len(idx) < m else idx
     idx = torch.cat([grow(pos), grow(neg)])
     return x0[idx], labels[idx], take(cond, idx.numpy())
 
@@ -102,7 +104,7 @@ class _Objective:
             sigma = self.sigma_dist(x0.shape[0], generator=gen).to(x0.device, x0.dtype)
         else:
             sigma = torch.full((x0.shape[0],), self.fixed_sigma, device=x0.device, dtype=x0.dtype)
-        noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(x0.device)
+        noise = rng.randn(x0.shape, gen, device=x0.device, dtype=x0.dtype)
         # through forward (= logit), so that DDP syncs the gradients under torchrun
         logit = model(x0 + append_dims(sigma, x0.ndim) * noise, sigma, batch.get("cond"))
         return batch["w"] * F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="none")
@@ -133,7 +135,7 @@ def fit_classifier(
     """
     if batch_size_of(x0) != labels.shape[0]:
         raise ValueError(f"{batch_size_of(x0)} samples but {labels.shape[0]} labels")
-    xb, yb, cb = balanced_set(x0, labels, cond, seed=cfg.seed)
+    xb, yb, cb = balanced_set(x0, labels, cond, seed=rng.stream_seed(cfg.seed, "balanced_set"))
     w = importance_weights(yb, alpha) if alpha is not None else torch.ones(len(yb))
     model.logit_offset.zero_()  # training sees the balanced problem; a prior offset is applied afterwards
     data = {"x0": xb, "y": yb.float(), "w": w}
@@ -145,61 +147,85 @@ def fit_classifier(
 
 @torch.no_grad()
 def classifier_report(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = None, *,
-                      sigma_range=(0.002, 80.0), num_bins: int = 8, seed: int = 0, device="cpu") -> dict:
-    """Accuracy, BCE and expected calibration error per ln σ bin on held-out samples in natural proportions.
+                      sigma_range=(0.002, 80.0), num_bins: int = 8, seed: int = 0, device="cpu",
+                      weights: Tensor | None = None, z: float = 2.0) -> dict:
+    """Per ln σ bin, on held-out samples: the classifier's BCE, the best x-blind BCE, the paired gain with its
+    standard error, AUC, accuracy and calibration error; and the σ window where the classifier is informative.
 
-    Samples in natural proportions already follow the model's prior, so plain (unweighted) metrics are the right
-    ones. ``collapsed`` flags a classifier that is no better than predicting the prior at the smallest σ.
+    Held-out samples in natural proportions follow the model's prior, so unweighted metrics are the right ones for
+    Gen-neG classifiers; ``weights`` (per example) evaluate against another target, e.g. the 50/50 problem the
+    ablation without importance weights is trained on. A bin is *informative* when the classifier beats the best
+    x-blind predictor by a significant paired margin: mean(ℓ_ref − ℓ) > z · s.e. over the same examples and noise
+    (``informative_sigma_max``). ``collapsed``: not even the smallest bin is informative.
     """
     g = torch.Generator().manual_seed(seed)
     y = labels.float()
-    prior = y.mean().item()
+    w = torch.ones_like(y) if weights is None else weights.float() / weights.float().mean()
+    prior = float((w * y).sum() / w.sum())
     edges = torch.linspace(math.log(sigma_range[0]), math.log(sigma_range[1]), num_bins + 1)
-    bins = []
+    losses, logits = [], []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sigma = (lo + (hi - lo) * torch.rand(len(y), generator=g)).exp()
-        x = x0 + append_dims(sigma, x0.ndim) * torch.randn(x0.shape, generator=g)
+        sigma = (lo + (hi - lo) * rng.rand((len(y),), g)).exp()
+        x = x0 + append_dims(sigma, x0.ndim) * rng.randn(x0.shape, g, dtype=x0.dtype)
         logit = model.logit(x.to(device), sigma.to(device), to_device(cond, device)).cpu()
+        logits.append(logit)
+        losses.append(w * F.binary_cross_entropy_with_logits(logit, y, reduction="none"))
+    reference = _x_blind_losses(y, w, prior, losses[-1])
+    bins = []
+    for (lo, hi), loss, logit in zip(zip(edges[:-1].tolist(), edges[1:].tolist()), losses, logits):
+        gain = reference - loss  # paired: same examples, same noise
+        se = gain.std().item() / math.sqrt(len(gain)) if len(gain) > 1 else math.inf
         p = logit.sigmoid()
         bins.append({
             "sigma_lo": math.exp(lo), "sigma_hi": math.exp(hi),
-            "accuracy": ((p > 0.5).float() == y).float().mean().item(),
-            "bce": F.binary_cross_entropy_with_logits(logit, y).item(),
-            "prior_bce": _bce_of_constant(prior),
+            "bce": loss.mean().item(), "reference_bce": reference.mean().item(),
+            "gain": gain.mean().item(), "gain_se": se, "informative": bool(gain.mean().item() > z * se),
+            "auc": auc(logit, labels.bool(), w),
+            "accuracy": (w * ((p > 0.5).float() == y).float()).mean().item(),
             "ece": expected_calibration_error(p, y),
         })
-    reference = _reference_bce(bins)
-    collapsed = bins[0]["bce"] > 0.95 * reference
-    return {"prior": prior, "bins": bins, "reference_bce": reference, "collapsed": bool(collapsed),
-            "informative_sigma_max": informative_sigma_max(bins)}
+    return {"prior": prior, "bins": bins, "reference_bce": bins[0]["reference_bce"],
+            "collapsed": not bins[0]["informative"], "informative_sigma_max": informative_sigma_max(bins), "z": z}
 
 
-def _reference_bce(bins: list[dict]) -> float:
-    """What a classifier achieves without looking at x: the prior's BCE, or, when the condition alone predicts
-    validity (a map, a vehicle count), the classifier's own BCE at the largest σ, where x_σ is pure noise."""
-    return min(bins[0]["prior_bce"], bins[-1]["bce"])
+def _x_blind_losses(y: Tensor, w: Tensor, prior: float, top_bin: Tensor) -> Tensor:
+    """Per-example losses of the best predictor that does not look at x: the constant prior, or, when the condition
+    alone predicts validity (a map, a vehicle count), the classifier itself at the largest σ, where x_σ is noise."""
+    p = min(max(prior, 1e-12), 1 - 1e-12)
+    constant = w * -(y * math.log(p) + (1 - y) * math.log(1 - p))
+    return top_bin if top_bin.mean() < constant.mean() else constant
 
 
-def informative_sigma_max(bins: list[dict], margin: float = 0.98) -> float:
-    """Upper edge of the contiguous run of σ-bins, from the smallest, where the classifier's held-out BCE beats the
-    reference (what it achieves without x) by the margin.
+def informative_sigma_max(bins: list[dict]) -> float:
+    """Upper edge of the contiguous run of σ-bins, from the smallest, marked ``informative`` (a significant paired
+    gain over the best x-blind predictor, ``classifier_report``).
 
     Above it the learned log C is flat in x up to noise, which guidance would multiply by σ²; the exact Bayes
     classifier's gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. 0.0 if even the
     smallest bin is uninformative (a collapsed classifier).
     """
-    reference, edge = _reference_bce(bins), 0.0
+    edge = 0.0
     for b in bins:
-        if not b["bce"] < margin * reference:
+        if not b["informative"]:
             break
         edge = b["sigma_hi"]
     return edge
 
 
-def _bce_of_constant(p: float) -> float:
-    if p <= 0 or p >= 1:
-        return 0.0
-    return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+def auc(score: Tensor, positive: Tensor, weights: Tensor | None = None) -> float:
+    """Area under the ROC curve (weighted Mann–Whitney statistic, ties count one half); NaN with one class only."""
+    w = torch.ones_like(score) if weights is None else weights.float()
+    pos, neg = positive.bool(), ~positive.bool()
+    if not pos.any() or not neg.any():
+        return float("nan")
+    order = torch.argsort(score.double())
+    s, wp, wn = score.double()[order], (w * pos).double()[order], (w * neg).double()[order]
+    uniq, inverse = torch.unique_consecutive(s, return_inverse=True)
+    tie_p = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, wp)
+    tie_n = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, wn)
+    below_n = torch.cumsum(tie_n, 0) - tie_n  # negative weight strictly below each score
+    num = (tie_p * (below_n + 0.5 * tie_n)).sum()
+    return float(num / (tie_p.sum() * tie_n.sum()))
 
 
 def expected_calibration_error(p: Tensor, y: Tensor, num_bins: int = 10) -> float:
@@ -215,15 +241,18 @@ def expected_calibration_error(p: Tensor, y: Tensor, num_bins: int = 10) -> floa
 
 @torch.no_grad()
 def calibrate(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0,
-              device="cpu", draws: int = 4) -> Tensor:
+              device="cpu", draws: int = 4, weights: Tensor | None = None) -> Tensor:
     """Fits one temperature per ln σ bin centre on held-out samples (natural proportions) by grid search on BCE.
 
     An over-confident classifier has a steep log C near the oracle boundary, which guidance multiplies by σ²;
-    a temperature > 1 flattens it where the held-out data say it is over-confident (METHOD.md, "two traps").
-    Returns the fitted temperatures ``[num_bins]`` (also stored in the model).
+    a temperature > 1 flattens it where the held-out data say it is over-confident (docs/method.md, "Two traps").
+    ``weights`` (per example) calibrate against another target than the held-out proportions, e.g. the 50/50
+    problem of the ablation without importance weights. Returns the fitted temperatures ``[num_bins]`` (also stored
+    in the model).
     """
     g = torch.Generator().manual_seed(seed)
     y = labels.float().repeat(draws)
+    w = (torch.ones(len(labels)) if weights is None else weights.float()).repeat(draws)
     xs, cs = x0.repeat((draws,) + (1,) * (x0.ndim - 1)), cond
     if cond is not None:
         cs = concat([cond] * draws)
@@ -234,9 +263,9 @@ def calibrate(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = No
     fitted = torch.zeros_like(model.log_temperature)
     for b, centre in enumerate(model.bin_centres.cpu()):
         sigma = centre.exp().expand(len(y))
-        x = xs + append_dims(sigma, xs.ndim) * torch.randn(xs.shape, generator=g)
+        x = xs + append_dims(sigma, xs.ndim) * rng.randn(xs.shape, g, dtype=xs.dtype)
         raw = model.logit(x.to(device), sigma.to(device), to_device(cs, device)).cpu()
-        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp() + offset, y) for t in grid])
+        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp() + offset, y, w) for t in grid])
         fitted[b] = grid[losses.argmin()]
     model.logit_offset.fill_(offset)
     model.log_temperature.copy_(fitted.to(model.log_temperature.device))

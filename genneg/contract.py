@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 import torch
 
+from . import rng
 from .batch import batch_size_of, concat, take
 from .config import RunConfig
 from .domain import Domain, missing_members
@@ -130,7 +131,7 @@ class DomainContract:
         shape = domain.sample_shape(cond, self.batch)
         g = torch.Generator().manual_seed(0)
         sigma = torch.logspace(math.log10(0.01), math.log10(40.0), self.batch)
-        x = torch.randn(shape, generator=g) * domain.sigma_data
+        x = rng.randn(shape, g) * domain.sigma_data
         return x, sigma.log() / 4  # EDM's c_noise
 
     # ---------------------------------------------------------------------------------------------- protocol
@@ -228,7 +229,7 @@ class DomainContract:
     def test_oracle_judges_noise(self, domain):
         """Untrained models produce samples far from the data; the oracle must still return a verdict each."""
         cond = domain.conditions(self.batch, "test", 1)
-        x0 = torch.randn(domain.sample_shape(cond, self.batch), generator=torch.Generator().manual_seed(1))
+        x0 = rng.randn(domain.sample_shape(cond, self.batch), torch.Generator().manual_seed(1))
         result = domain.oracle()(domain.decode(x0 * 3 * domain.sigma_data, cond), cond)
         _check_result(result, self.batch, "oracle on noise")
 

@@ -14,6 +14,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from . import rng
+
 __all__ = [
     "Denoiser",
     "append_dims",
@@ -99,7 +101,7 @@ class LogNormalSigma:
             raise ValueError(f"p_std must be positive, got {self.p_std}")
 
     def __call__(self, n: int, *, device=None, generator: torch.Generator | None = None) -> Tensor:
-        z = torch.randn(n, device=device, generator=generator)
+        z = rng.randn((n,), generator, device=device)
         return (self.p_mean + self.p_std * z).exp()
 
 
@@ -115,7 +117,7 @@ class LogUniformSigma:
             raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
 
     def __call__(self, n: int, *, device=None, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(n, device=device, generator=generator)
+        u = rng.rand((n,), generator, device=device)
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
         return (lo + (hi - lo) * u).exp()
 
@@ -136,7 +138,7 @@ def edm_loss(
         cond: a dict may carry ``"defined"`` (bool ``[B, N]`` or ``[B, T]``) to ignore padded slots.
     """
     sigma = sigma_dist(x0.shape[0], device=x0.device, generator=generator).to(x0.dtype)
-    noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    noise = rng.randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     x = x0 + append_dims(sigma, x0.ndim) * noise
     goal = x0 if target is None else target(x, sigma, cond).detach()
     return denoising_loss(denoiser, x, sigma, goal, cond)

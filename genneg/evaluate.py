@@ -6,15 +6,17 @@ from typing import Any, Callable
 
 import torch
 
+from . import rng
 from .batch import take, to_device
 from .config import RunConfig
 from .diffusion import Denoiser
 from .generate import timed_generate
 from .likelihood import mean_and_stderr, nll_bound
 from .oracle import Oracle, OracleResult, label
+from .rng import stream_seed
 from .stats import wilson_interval
 
-__all__ = ["infraction_summary", "format_infractions", "evaluate_denoiser", "EvalData"]
+__all__ = ["infraction_summary", "format_infractions", "evaluate_denoiser", "nll_points", "EvalData"]
 
 
 def infraction_summary(result: OracleResult) -> dict:
@@ -47,14 +49,15 @@ def format_infractions(result: OracleResult, digits: int = 1) -> str:
 
 
 class EvalData:
-    """The held-out data and generation conditions shared by every stage of a run (so rows are comparable)."""
+    """The held-out data and generation conditions shared by every stage of a run (so rows are comparable), drawn
+    from the run's ``("eval", ...)`` streams."""
 
     def __init__(self, domain, cfg: RunConfig, split: str = "test"):
         x0, cond = domain.dataset(split)
         n = min(cfg.eval.num_nll, x0.shape[0])
-        idx = torch.randperm(x0.shape[0], generator=torch.Generator().manual_seed(cfg.seed))[:n]
+        idx = rng.randperm(x0.shape[0], rng.generator(cfg.seed, "eval", "nll_points"))[:n]
         self.x0, self.cond = x0[idx], take(cond, idx)
-        self.gen_cond = domain.conditions(cfg.eval.num_samples, split, cfg.seed)
+        self.gen_cond = domain.conditions(cfg.eval.num_samples, split, stream_seed(cfg.seed, "eval", "conditions"))
 
 
 def evaluate_denoiser(
@@ -64,31 +67,40 @@ def evaluate_denoiser(
     data: EvalData,
     oracle: Oracle,
     *,
-    seed: int = 1234,
+    seed: int | None = None,
     with_nll: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict, Any, OracleResult]:
     """Generates ``cfg.eval.num_samples`` samples, labels them and bounds the NLL of the held-out data.
+
+    Args:
+        seed: the evaluation's stream seed (default: the run's ``("eval",)`` stream): the sampler's noise comes from
+            its child stream ``"samples"``, the bound's from ``"nll"``. Every stage of a run is evaluated with the
+            same seed, so stages are compared on the same noise.
 
     Returns:
         (metrics, decoded samples, oracle result). Metrics hold ``infraction``, ``nll`` (mean, se in nats),
         ``seconds_per_1000`` (sampler wall time) and ``valid_per_second``.
     """
     n = cfg.eval.num_samples
-    x0, wall = timed_generate(
-        denoiser, domain.sample_shape, n, cfg.sampler, data.gen_cond, seed=seed, device=cfg.device, callback=progress
-    )
+    seed = stream_seed(cfg.seed, "eval") if seed is None else seed
+    x0, wall = timed_generate(denoiser, domain.sample_shape, n, cfg.sampler, data.gen_cond,
+                              seed=stream_seed(seed, "samples"), device=cfg.device, callback=progress)
     samples = domain.decode(x0, data.gen_cond)
     result = label(oracle, samples, data.gen_cond)
     metrics = {"infraction": infraction_summary(result), "seconds_per_1000": 1000 * wall / n}
     n_valid = int(result.valid.sum())
     metrics["valid_per_second"] = n_valid / wall if wall > 0 else float("nan")
     if with_nll:
-        e = cfg.eval
-        dev_cond = to_device(data.cond, cfg.device)
-        nll = nll_bound(denoiser, data.x0.to(cfg.device), dev_cond, sigma_min=e.nll_sigma_min,
-                        sigma_max=e.nll_sigma_max, num_sigmas=e.nll_sigmas,
-                        generator=torch.Generator().manual_seed(seed), batch_size=cfg.sampler.batch_size)
-        metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(nll)))
+        metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(nll_points(denoiser, cfg, data, seed))))
     return metrics, samples, result
+
+
+def nll_points(denoiser: Denoiser, cfg: RunConfig, data: EvalData, seed: int) -> torch.Tensor:
+    """The NLL bound (nats) of each held-out point of ``data``, ``[num_nll]``, with noise from the child stream
+    ``"nll"`` of ``seed``: two denoisers bounded with the same seed see the same points and noise (paired)."""
+    e = cfg.eval
+    return nll_bound(denoiser, data.x0.to(cfg.device), to_device(data.cond, cfg.device), sigma_min=e.nll_sigma_min,
+                     sigma_max=e.nll_sigma_max, num_sigmas=e.nll_sigmas,
+                     generator=rng.generator(seed, "nll"), batch_size=cfg.sampler.batch_size).cpu()
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import distributed
+from . import distributed, rng
 from .batch import batch_size_of, concat, take, to_device
 from .config import SamplerConfig
 from .diffusion import Denoiser, karras_sigmas
@@ -35,7 +35,7 @@ def chunk_seed(seed: int, index: int) -> int:
 def _draw(denoiser, shape_fn, cond, m: int, cfg: SamplerConfig, sigmas: Tensor, gen, device) -> Tensor:
     """One batch: initial noise from ``gen`` (on the CPU, so results do not depend on the device), then the sampler."""
     extra = {"generator": gen} if cfg.kind == "stochastic" else {}
-    x = (torch.randn(shape_fn(cond, m), generator=gen) * cfg.sigma_max).to(device, non_blocking=True)
+    x = rng.randn(shape_fn(cond, m), gen, device=device) * cfg.sigma_max
     return SAMPLERS[cfg.kind](denoiser, x, sigmas, cond, **extra)
 
 

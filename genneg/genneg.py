@@ -26,9 +26,11 @@ from .generate import generate
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle, OracleResult, label
 from .stats import wilson_interval
-from .training import seeded, train
+from . import rng
+from .rng import stream_seed
+from .training import seeded, streamed, train
 
-__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "distil", "build_classifier", "load_classifier",
+__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "guidance_term", "distil", "build_classifier", "load_classifier",
            "draw_cached", "save_cache", "load_cache", "target_pool"]
 
 
@@ -50,9 +52,11 @@ class RoundResult:
                 "undefined": self.num_undefined, "skipped": self.skipped, "classifier": self.report}
 
 
-def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None, seed: int = 0) -> NoisyClassifier:
+def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None,
+                     stream: str = "classifier") -> NoisyClassifier:
+    """A freshly initialised classifier; its initial weights come from the stream ``(cfg.seed, stream, "init")``."""
     g = cfg.genneg
-    with seeded(cfg.seed * 1000 + seed):
+    with seeded(stream_seed(cfg.seed, stream, "init")):
         net = domain.make_classifier_net(dict(cfg.classifier_net))
     return NoisyClassifier(net, domain.sigma_data, fixed_sigma=fixed_sigma, sigma_min=g.classifier_sigma_min,
                            sigma_max=g.classifier_sigma_max).to(cfg.device)
@@ -74,11 +78,13 @@ def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n:
     """Samples n x0 from ``denoiser`` on the split's conditions and labels them with the oracle.
 
     Args:
+        seed: the stream seed of this draw: the sampler's noise comes from it, the conditions from its child stream
+            ``stream_seed(seed, "conditions")``.
         cache: a ``.safetensors`` path: the samples are written there as soon as they are drawn and again with their
             labels once the oracle has judged them, so a killed round resumes without redrawing or relabelling.
         resume: read ``cache`` if it holds this draw (same n, split, seed and oracle); otherwise start afresh.
     """
-    cond = domain.conditions(n, split, seed)
+    cond = domain.conditions(n, split, stream_seed(seed, "conditions"))
     key = {"n": n, "split": split, "seed": seed, "oracle": getattr(oracle, "name", "")}
     tensors, extra = draw_cached(denoiser, domain, cfg, cond, n, seed, key, cache=cache, resume=resume,
                                  progress=progress)
@@ -145,51 +151,53 @@ def run_round(
 ) -> RoundResult:
     """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
 
+    Every random draw comes from the round's streams ``(cfg.seed, "round<index>", purpose)``: an ablation of round
+    ``index`` (another ``name``) uses the same samples, hold-out split, initial weights, training batches and noise,
+    so it differs from the round in what it changes and nothing else.
+
     Args:
         importance: importance weights on (default: ``cfg.genneg.importance_weights``).
-        fixed_sigma: train and apply the classifier at this σ only (the time-independent ablation).
+        fixed_sigma: train the classifier at this σ only (the time-independent ablation, see
+            ``baselines.time_independent_guidance``); no calibration or σ window is fitted for it.
         name: file stem for the classifier in ``run_dir`` (default ``classifier{index}``).
     """
     g = cfg.genneg
-    seed = cfg.seed * 1000 + index
+    stream = f"round{index}"
     stem = name or f"classifier{index}"
-    cache = Path(run_dir) / f"labelled_{stem}.safetensors" if run_dir is not None else None
-    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round, seed=seed, progress=progress,
-                                     cache=cache, resume=resume)
+    cache = Path(run_dir) / f"labelled_{stream}.safetensors" if run_dir is not None else None
+    # an ablation (another stem) reads its round's draw when there is one: the cache key says it is the same draw
+    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round,
+                                     seed=stream_seed(cfg.seed, stream, "samples"), progress=progress, cache=cache,
+                                     resume=resume or stem != f"classifier{index}")
     keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
     n_valid = int(result.valid[keep].sum())
     alpha = n_valid / len(keep) if len(keep) else float("nan")
     out = RoundResult(index, alpha, wilson_interval(n_valid, len(keep)), len(keep), result.num_undefined)
-    if len(keep) == 0:
-        out.skipped = "the oracle gave no defined verdict"
-    elif n_valid == len(keep):
-        out.skipped = f"alpha = 1: all {len(keep)} samples valid, nothing to guide away from"
-    elif n_valid == 0:
-        out.skipped = f"alpha = 0: none of {len(keep)} samples valid, no valid class to learn"
+    out.skipped = _skip_reason(len(keep), n_valid)
     if out.skipped:
         return out
     x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
-    hold = _holdout_mask(y, seed)
+    hold = _holdout_mask(y, stream_seed(cfg.seed, stream, "holdout"))
     use_is = g.importance_weights if importance is None else importance
     weighted = use_is and g.prior_correction == "weights"
-    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, seed=index)
+    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream)
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
-    model = fit_classifier(model, x0[~hold], y[~hold], cfg.classifier, cond=take(cond, np.flatnonzero(~hold)),
-                           alpha=alpha if weighted else None, sigma_range=sigma_range, run_dir=run_dir,
-                           name=stem, resume=resume, callback=callback)
+    model = fit_classifier(model, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
+                           cond=take(cond, np.flatnonzero(~hold)), alpha=alpha if weighted else None,
+                           sigma_range=sigma_range, run_dir=run_dir, name=stem, resume=resume, callback=callback)
     if use_is and not weighted:  # same optimum as the weighted loss: P(valid | x_σ) under the model's prior
         model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
     hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
+    # each classifier is judged (and calibrated) against the target it was trained for: the model's prior, or the
+    # 50/50 problem of the ablation without importance weights
+    target_w = None if use_is else _balancing_weights(hy)
     report = {"importance_weights": use_is, "prior_correction": g.prior_correction if use_is else "none",
               "fixed_sigma": fixed_sigma}
-    if g.calibrate and use_is and fixed_sigma is None and (~hy).any():
-        report["temperatures"] = calibrate(model, hx, hy, hc, seed=seed, device=cfg.device).tolist()
-    if not use_is:  # judge how informative x is after the prior shift, so a balanced-prior logit is not penalised
-        model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
-    report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, seed=seed, device=cfg.device))
-    if not use_is:
-        model.logit_offset.zero_()  # the ablation guides with the uncorrected classifier
-        report["measured_after_prior_shift"] = True
+    if g.calibrate and fixed_sigma is None and (~hy).any() and hy.any():
+        report["temperatures"] = calibrate(model, hx, hy, hc, seed=stream_seed(cfg.seed, stream, "calibrate"),
+                                           device=cfg.device, weights=target_w).tolist()
+    report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, weights=target_w,
+                                    seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device))
     if g.auto_window and fixed_sigma is None:
         model.sigma_max_guidance.fill_(report["informative_sigma_max"])
     if run_dir is not None:
@@ -199,28 +207,51 @@ def run_round(
     return out
 
 
+def _skip_reason(n_defined: int, n_valid: int) -> str:
+    if n_defined == 0:
+        return "the oracle gave no defined verdict"
+    if n_valid == n_defined:
+        return f"alpha = 1: all {n_defined} samples valid, nothing to guide away from"
+    if n_valid == 0:
+        return f"alpha = 0: none of {n_defined} samples valid, no valid class to learn"
+    return ""
+
+
+def _balancing_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Per-example weights that give both classes equal total weight (the 50/50 problem)."""
+    frac = labels.float().mean()
+    return torch.where(labels.bool(), 0.5 / frac, 0.5 / (1 - frac))
+
+
 def _holdout_mask(labels: torch.Tensor, seed: int, fraction: float = 0.1) -> torch.Tensor:
     """A stratified held-out mask: ``fraction`` of each class, always leaving at least one of each for training."""
-    g = torch.Generator().manual_seed(seed + 7)
+    g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for cls in (True, False):
         idx = (labels == cls).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
+        idx = idx[rng.randperm(len(idx), g)]
         mask[idx[: min(int(fraction * len(idx)), len(idx) - 1)]] = True
     return mask
 
 
 def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig, weight: float | None = None):
-    """The base denoiser guided by every classifier so far, with the run's weight and σ window."""
+    """The base denoiser guided by every classifier so far, with the run's weight, σ window and clipping."""
+    terms = [guidance_term(c.log_prob, float(c.sigma_max_guidance), cfg, f"classifier{i + 1}", weight)
+             for i, c in enumerate(classifiers)]
+    return guided(denoiser, [t for t in terms if t is not None])
+
+
+def guidance_term(log_prob: Callable, sigma_max: float, cfg: RunConfig, name: str,
+                  weight: float | None = None) -> GuidanceTerm | None:
+    """The one way a guide enters a run: the run's weight, its σ window cut at ``sigma_max`` (where the guide was
+    measured informative, ``classifier_report``) and its clipping. None when the window is empty (a collapsed guide
+    guides nothing)."""
     g = cfg.genneg
-    w = g.guidance_weight if weight is None else weight
-    terms = []
-    for i, c in enumerate(classifiers):
-        hi = min(g.guidance_sigma_max, float(c.sigma_max_guidance))
-        if hi >= g.guidance_sigma_min:  # a classifier informative nowhere in the window guides nothing
-            terms.append(GuidanceTerm(c.log_prob, weight=w, sigma_range=(g.guidance_sigma_min, hi),
-                                      max_ratio=g.guidance_max_ratio, name=f"classifier{i + 1}"))
-    return guided(denoiser, terms)
+    hi = min(g.guidance_sigma_max, sigma_max)
+    if hi < g.guidance_sigma_min or hi <= 0:
+        return None
+    return GuidanceTerm(log_prob, weight=g.guidance_weight if weight is None else weight,
+                        sigma_range=(g.guidance_sigma_min, hi), max_ratio=g.guidance_max_ratio, name=name)
 
 
 def distil(
@@ -246,12 +277,12 @@ def distil(
     g = cfg.genneg
     x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress)
     if g.distil_data_fraction > 0:
-        x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, cfg.seed)
+        x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, stream_seed(cfg.seed, name, "data_mix"))
     student = copy.deepcopy(init).train().requires_grad_(True)
     sigma_dist = _distil_sigma_dist(g)
     if g.distil_pool:
         pool_path = Path(run_dir) / f"{name}.targets.safetensors" if run_dir else None
-        data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=cfg.seed * 1000 + 998,
+        data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=stream_seed(cfg.seed, name, "pool"),
                            batch_size=cfg.sampler.batch_size, device=cfg.device, cache=pool_path, resume=resume)
 
         def objective(model, batch, gen):
@@ -264,8 +295,8 @@ def distil(
             return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher,
                             generator=gen)
 
-    res = train(student, objective, data, cfg.distil, run_dir=run_dir, name=name, resume=resume, callback=callback,
-                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
+    res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=run_dir, name=name,
+                resume=resume, callback=callback, config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
     return res.model.eval().requires_grad_(False)
 
 
@@ -280,10 +311,9 @@ def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma
     if cached is not None:
         return cached[0]
     g = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, x0.shape[0], (size,), generator=g)
+    index = rng.randint(0, x0.shape[0], (size,), g)
     sigma = sigma_dist(size, generator=g).to(x0.dtype)
-    x = x0[index] + append_dims(sigma, x0.ndim) * torch.randn((size,) + tuple(x0.shape[1:]), generator=g,
-                                                              dtype=x0.dtype)
+    x = x0[index] + append_dims(sigma, x0.ndim) * rng.randn((size,) + tuple(x0.shape[1:]), g, dtype=x0.dtype)
     target = torch.empty_like(x)
     for s in range(0, size, batch_size):
         sl = slice(s, s + batch_size)
@@ -302,8 +332,8 @@ def _distil_sigma_dist(g):
 
 def _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress):
     path = Path(run_dir) / f"{name}.teacher_samples.safetensors" if run_dir else None
-    n, seed = cfg.genneg.distil_samples, cfg.seed * 1000 + 999
-    cond = domain.conditions(n, "train", seed)
+    n, seed = cfg.genneg.distil_samples, stream_seed(cfg.seed, name, "samples")
+    cond = domain.conditions(n, "train", stream_seed(seed, "conditions"))
     tensors, _ = draw_cached(teacher, domain, cfg, cond, n, seed, {"n": n, "split": "train", "seed": seed},
                              cache=path, resume=resume, progress=progress)
     return tensors["x0"], cond
@@ -312,8 +342,8 @@ def _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress):
 def _mix_with_data(domain, x0, cond, fraction: float, seed: int):
     data_x0, data_cond = domain.dataset("train")
     n_data = int(round(fraction * x0.shape[0]))
-    g = torch.Generator().manual_seed(seed + 11)
-    idx = torch.randint(0, data_x0.shape[0], (n_data,), generator=g)
+    g = torch.Generator().manual_seed(seed)
+    idx = rng.randint(0, data_x0.shape[0], (n_data,), g)
     keep = x0.shape[0] - n_data
     cond_mix = None if cond is None else concat([take(cond, slice(0, keep)), take(data_cond, idx.numpy())])
     return torch.cat([x0[:keep], data_x0[idx]]), cond_mix

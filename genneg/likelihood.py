@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import rng
 from .diffusion import Denoiser, append_dims, as_sigma, check_finite, masked_sum
 from .batch import repeat_each, take
 
@@ -54,11 +55,11 @@ def nll_bound(
     check_finite(x0, "x0")
     b, k = x0.shape[0], num_sigmas
     lo, hi = math.log(sigma_min), math.log(sigma_max)
-    strata = (torch.arange(k, dtype=x0.dtype) + torch.rand(b, k, generator=generator, dtype=x0.dtype)) / k
+    strata = (torch.arange(k, dtype=x0.dtype) + rng.rand((b, k), generator, dtype=x0.dtype, device="cpu")) / k
     sigma = (lo + (hi - lo) * strata).exp().to(x0.device).reshape(-1)  # [B*K], sample-major
     x0k = x0.repeat_interleave(k, dim=0)
     condk = repeat_each(cond, k)
-    noise = torch.randn(x0k.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    noise = rng.randn(x0k.shape, generator, device=x0.device, dtype=x0.dtype)
     terms = []
     for s in range(0, b * k, batch_size):
         sl = slice(s, s + batch_size)

@@ -8,14 +8,15 @@ from typing import Callable
 from .checkpoint import load_weights
 from .config import RunConfig
 from .diffusion import EDMPrecond, edm_loss
-from .training import seeded, train
+from .rng import stream_seed
+from .training import seeded, streamed, train
 
 __all__ = ["build_denoiser", "fit_base", "load_denoiser", "data_dict"]
 
 
 def build_denoiser(domain, cfg: RunConfig) -> EDMPrecond:
-    """A freshly initialised denoiser; the initial weights are a function of ``cfg.seed`` alone."""
-    with seeded(cfg.seed):
+    """A freshly initialised denoiser; the initial weights come from the stream ``(cfg.seed, "base", "init")``."""
+    with seeded(stream_seed(cfg.seed, "base", "init")):
         net = domain.make_denoiser_net(dict(cfg.net))
     return EDMPrecond(net, sigma_data=domain.sigma_data).to(cfg.device)
 
@@ -38,8 +39,9 @@ def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = Fals
     """
     x0, cond = domain.dataset("train")
     model = build_denoiser(domain, cfg)
-    res = train(model, _edm_objective, data_dict(x0, cond), cfg.base, run_dir=run_dir, name="base", resume=resume,
-                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data}, callback=callback, on_step=on_step)
+    res = train(model, _edm_objective, data_dict(x0, cond), streamed(cfg.base, cfg.seed, "base"), run_dir=run_dir,
+                name="base", resume=resume, config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data},
+                callback=callback, on_step=on_step)
     return res.model
 
 

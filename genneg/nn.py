@@ -26,7 +26,7 @@ class SigmaEmbedding(nn.Module):
 class FourierFeatures(nn.Module):
     """Per-coordinate sinusoids at geometric frequencies: lets an MLP represent sharp, axis-aligned boundaries.
 
-    Plain MLPs on raw 2-D coordinates collapse to smooth functions (METHOD.md, "two traps"); these features fix it.
+    Plain MLPs on raw 2-D coordinates collapse to smooth functions (docs/method.md, "Two traps"); these features fix it.
     Output: ``[..., in_dim * (1 + 2 * num_freqs)]`` (the raw input is kept).
     """
 

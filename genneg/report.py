@@ -67,6 +67,10 @@ def aggregate(cfg: RunConfig, per_seed: dict[int, dict]) -> dict:
             ceilings = [-math.log(max(1 - b["infraction"]["total"]["rate"], 1e-12)) for b in base]
             row["elbo_gain"] = mean_interval(gains)
             row["ceiling"] = mean_interval(ceilings)
+            if all("diff_base" in m["nll"] for m in ms):  # paired: same points and noise as the base, per seed
+                diffs = [m["nll"]["diff_base"] for m in ms]
+                row["nll_diff"] = {"mean": sum(d["mean"] for d in diffs) / len(diffs),
+                                   "se": math.sqrt(sum(d["se"] ** 2 for d in diffs)) / len(diffs)}
         if "round" in recs[0]:
             row["alpha"] = mean_interval([r["round"]["alpha"] for r in recs])
             row["collapsed"] = [bool(r["round"].get("classifier", {}).get("collapsed")) for r in recs]
@@ -80,6 +84,10 @@ def aggregate(cfg: RunConfig, per_seed: dict[int, dict]) -> dict:
         summary["infraction_reduction"] = b / d if d > 0 else math.inf
         if "nll" in rows["distilled"]:
             summary["distilled_nll_minus_base"] = rows["distilled"]["nll"]["mean"] - rows["base"]["nll"]["mean"]
+        if "nll_diff" in rows["distilled"]:
+            d = rows["distilled"]["nll_diff"]
+            summary["distilled_nll_diff"] = d
+            summary["distilled_nll_not_worse"] = bool(d["mean"] <= d["se"])  # within its standard error
     return {"rows": rows, "summary": summary}
 
 
@@ -96,13 +104,15 @@ def _num(mi: dict, fmt: str = ".3f") -> str:
 def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: int) -> str:
     rows = agg["rows"]
     reasons = list(next(iter(rows.values()))["reasons"]) if rows else []
-    head = ["stage", "infraction %", *[f"{r} %" for r in reasons], "NLL bound (nats)", "ELBO gain / ceiling",
+    head = ["stage", "infraction %", *[f"{r} %" for r in reasons], "NLL bound (nats)", "ΔNLL vs base (paired)",
+            "ceiling",
             "α", "s / 1k samples", "valid / s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for stage, r in rows.items():
-        gain = f"{_num(r['elbo_gain'])} / {r['ceiling']['mean']:.3f}" if "elbo_gain" in r else ""
+        diff = f"{r['nll_diff']['mean']:+.3f} ± {r['nll_diff']['se']:.3f}" if "nll_diff" in r else ""
+        ceiling = f"{r['ceiling']['mean']:.3f}" if "ceiling" in r else ""
         cells = [r["label"], _pct(r["infraction"]), *[_pct(r["reasons"][k]) for k in reasons],
-                 _num(r["nll"]) if "nll" in r else "", gain, _num(r["alpha"]) if "alpha" in r else "",
+                 _num(r["nll"]) if "nll" in r else "", diff, ceiling, _num(r["alpha"]) if "alpha" in r else "",
                  _num(r["seconds_per_1000"], ".2f"), _num(r["valid_per_second"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     s = agg["summary"]
@@ -113,14 +123,16 @@ def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: 
         " Intervals are 95 % t-intervals over seeds (none for one seed;"
         " see results.json for per-seed Wilson intervals and standard errors). NLL bounds are on the same"
         f" {cfg.eval.num_nll} held-out points for every stage; infraction rates on {cfg.eval.num_samples} samples."
-        " The ELBO ceiling is −log α of the base model: what exact rejection sampling gains.",
+        " ΔNLL is each stage's bound minus the base's on the same points and noise (paired; ± its standard error)."
+        " The ceiling is −log α of the base model: what exact rejection sampling gains.",
         "",
         *lines,
         "",
     ]
     if "infraction_reduction" in s:
+        d = s.get("distilled_nll_diff", {"mean": s.get("distilled_nll_minus_base", math.nan), "se": math.nan})
         notes.append(f"Distilled vs base: infraction {s['infraction_reduction']:.1f}× lower; NLL bound "
-                     f"{s.get('distilled_nll_minus_base', float('nan')):+.3f} nats.")
+                     f"{d['mean']:+.3f} ± {d['se']:.3f} nats (paired).")
     for stage, r in rows.items():
         if any(r.get("collapsed", [])):
             notes.append(f"- {r['label']}: classifier collapsed to the prior in {sum(r['collapsed'])} seed(s): it guides nothing.")

@@ -18,16 +18,19 @@ import hashlib
 import numpy as np
 import torch
 
-__all__ = ["stream_seed", "generator", "numpy_rng", "randn", "rand", "randint", "randperm"]
+__all__ = ["stream_seed", "generator", "numpy_rng", "randn", "rand", "randint", "randperm", "multinomial"]
+
+
+_MASK64 = (1 << 64) - 1
 
 
 def _word(name: str | int) -> int:
+    if isinstance(name, np.integer):
+        name = int(name)
     if isinstance(name, bool) or not isinstance(name, (str, int)):
         raise TypeError(f"stream names are strings or integers, got {name!r}")
     if isinstance(name, int):
-        if name < 0:
-            raise ValueError(f"integer stream names must be >= 0, got {name}")
-        return name
+        return name & _MASK64  # negative integers as their 64-bit two's complement
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
@@ -37,10 +40,10 @@ def stream_seed(run_seed: int, *names: str | int) -> int:
     Distinct names give independent streams; ``("round", 2)`` and ``("round2",)`` are different streams. Strings are
     hashed (SHA-256), integers enter as they are; the words then go through ``SeedSequence``.
     """
-    if isinstance(run_seed, bool) or not isinstance(run_seed, (int, np.integer)) or run_seed < 0:
-        raise ValueError(f"run seed must be an integer >= 0, got {run_seed!r}")
+    if isinstance(run_seed, bool) or not isinstance(run_seed, (int, np.integer)):
+        raise ValueError(f"run seed must be an integer, got {run_seed!r}")
     # the string/int tag keeps ("x", 1) apart from a string whose hash happens to equal 1
-    words = [int(run_seed)] + [w for n in names for w in (int(isinstance(n, str)), _word(n))]
+    words = [_word(int(run_seed))] + [w for n in names for w in (int(isinstance(n, str)), _word(n))]
     state = np.random.SeedSequence(words).generate_state(2, np.uint32)
     return int((int(state[0]) << 32 | int(state[1])) >> 1)
 
@@ -80,4 +83,11 @@ def randint(low: int, high: int, shape, generator: torch.Generator | None = None
 def randperm(n: int, generator: torch.Generator | None = None, *, device=None) -> torch.Tensor:
     """A random permutation of ``range(n)`` drawn on the generator's device, returned on ``device``."""
     x = torch.randperm(n, generator=generator, device=_gen_device(generator))
+    return x if device is None else x.to(device)
+
+
+def multinomial(probs: torch.Tensor, n: int, generator: torch.Generator | None = None, *,
+                replacement: bool = True, device=None) -> torch.Tensor:
+    """``n`` category indices drawn from ``probs`` on the generator's device, returned on ``device``."""
+    x = torch.multinomial(probs.to(_gen_device(generator)), n, replacement=replacement, generator=generator)
     return x if device is None else x.to(device)

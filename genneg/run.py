@@ -26,15 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import distributed
-from .baselines import ablation_round, discriminator_guidance, penalty_guidance
+from .baselines import discriminator_guidance, no_importance_weights, penalty_guidance, time_independent_guidance
 from .checkpoint import atomic_write, read_json, read_npz, write_json
 from .config import RunConfig
-from .evaluate import EvalData, evaluate_denoiser, infraction_summary
+from .evaluate import EvalData, evaluate_denoiser, infraction_summary, nll_points
 from .genneg import RoundResult, distil, load_classifier, run_round, stack
+from .likelihood import mean_and_stderr
 from .models import fit_base, load_denoiser
 from .oracle import OracleResult
+from .rng import stream_seed
 from .stats import wilson_interval
 
 __all__ = ["run_seed", "run", "NullUI", "load_seed"]
@@ -88,10 +91,21 @@ class SeedRun:
         return bar, getattr(bar, "train_callback", lambda: None)()
 
     def evaluate(self, stage: str, denoiser, extra: dict | None = None) -> dict:
+        """Every stage on the run's ``("eval",)`` stream: the same conditions, sampler noise, held-out points and
+        bound noise, so NLLs are paired (``nll.diff_base``: this stage's minus the base's, point by point)."""
         bar = self.ui.bar(f"eval {stage}", self.cfg.eval.num_samples)
+        seed = stream_seed(self.cfg.seed, "eval")
         metrics, samples, result = evaluate_denoiser(denoiser, self.domain, self.cfg, self.eval_data, self.oracle,
-                                                     seed=self.cfg.seed * 7919 + 1, progress=bar.update)
+                                                     seed=seed, with_nll=False, progress=bar.update)
         bar.close()
+        nll = nll_points(denoiser, self.cfg, self.eval_data, seed).double().numpy()
+        metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(torch.from_numpy(nll))))
+        base = self.dir / "nll_base.npy"
+        if stage != "base" and base.exists():
+            diff = nll - np.load(base, allow_pickle=False)
+            metrics["nll"]["diff_base"] = dict(zip(("mean", "se"), mean_and_stderr(torch.from_numpy(diff))))
+        if distributed.is_main():
+            atomic_write(self.dir / f"nll_{stage}.npy", lambda tmp: _save_npy(tmp, nll))
         _save_samples(self.dir / f"samples_{stage}.npz", samples, result)
         record = {"metrics": metrics, **(extra or {})}
         self.finish(stage, record)
@@ -114,6 +128,11 @@ def _save_samples(path: Path, samples, result: OracleResult):
     arrays = {f"s_{k}": v for k, v in samples.items()} if isinstance(samples, dict) else {"samples": samples}
     arrays.update(valid=result.valid, defined=result.defined, **{f"r_{k}": v for k, v in result.reasons.items()})
     atomic_write(path, lambda tmp: _savez(tmp, arrays))
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, array, allow_pickle=False)
 
 
 def _savez(path: str, arrays: dict) -> None:
@@ -183,12 +202,18 @@ def _baselines(s: SeedRun, base):
     todo = [b for b in cfg.genneg.baselines if not s.done(b)]
     if "rejection" in todo:
         s.finish("rejection", {"metrics": rejection_metrics(s.state["stages"]["base"]["metrics"])})
-    for kind in ("no_is", "time_independent"):
-        if kind in todo:
-            guided, r = s.train_stage(kind, cfg.classifier.steps, lambda cb, pr: ablation_round(
-                base, s.domain, cfg, s.oracle, kind, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
-                samples=cfg.genneg.samples_per_round)
-            s.evaluate(kind, guided, {"round": r.summary()})
+    if "no_is" in todo:
+        guided, r = s.train_stage("no_is", cfg.classifier.steps, lambda cb, pr: no_importance_weights(
+            base, s.domain, cfg, s.oracle, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
+            samples=cfg.genneg.samples_per_round)
+        s.evaluate("no_is", guided, {"round": r.summary()})
+    if "time_independent" in todo:
+        round1 = s.dir / "classifier1.safetensors"
+        round1 = load_classifier(s.domain, cfg, round1) if round1.exists() else None
+        guided, r = s.train_stage("time_independent", cfg.classifier.steps, lambda cb, pr: time_independent_guidance(
+            base, s.domain, cfg, s.oracle, round1, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
+            samples=cfg.genneg.samples_per_round)
+        s.evaluate("time_independent", guided, {"round": r.summary()})
     if "discriminator" in todo:
         guided, report = s.train_stage("discriminator", cfg.classifier.steps, lambda cb, pr: discriminator_guidance(
             base, s.domain, cfg, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
@@ -201,8 +226,9 @@ def _baselines(s: SeedRun, base):
 def rejection_metrics(base: dict) -> dict:
     """Rejection sampling of the base model with the oracle: exactly the target p⁺, at 1/α raw samples per valid one.
 
-    Its samples are valid by construction; its held-out NLL is the base's plus log α (METHOD.md); its cost is the
-    base sampler's time and the oracle's, divided by α.
+    Its samples are valid by construction; its held-out NLL is the base's plus log α (docs/method.md), with a
+    standard error that includes α's (delta method: Var log α̂ ≈ (1 − α) / (n α)); its cost is the base sampler's
+    time and the oracle's, divided by α.
     """
     inf = base["infraction"]
     n_valid = inf["n"] - inf["total"]["count"]
@@ -217,7 +243,9 @@ def rejection_metrics(base: dict) -> dict:
         "valid_per_second": base["valid_per_second"],
     }
     if "nll" in base and alpha > 0:
-        out["nll"] = {"mean": base["nll"]["mean"] + math.log(alpha), "se": base["nll"]["se"], "analytic": True}
+        se_log_alpha = math.sqrt((1 - alpha) / (inf["n"] * alpha))
+        out["nll"] = {"mean": base["nll"]["mean"] + math.log(alpha), "se": math.hypot(base["nll"]["se"], se_log_alpha),
+                      "diff_base": {"mean": math.log(alpha), "se": se_log_alpha}, "analytic": True}
     return out
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from . import rng
 from .diffusion import Denoiser, append_dims, check_finite
 
 __all__ = ["sample_heun", "sample_stochastic", "sample", "to_d"]
@@ -147,8 +148,9 @@ def sample_stochastic(
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Noise drawn on the generator's device (reproducible across devices), then moved to x's."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    if generator is None:
+        return torch.randn_like(x)
+    return rng.randn(x.shape, generator, device=x.device, dtype=x.dtype)
 
 
 SAMPLERS = {"heun": sample_heun, "stochastic": sample_stochastic}

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import rng
+
 __all__ = ["GaussianMixture", "HalfPlane", "GaussianMixtureDomain"]
 
 
@@ -64,8 +66,8 @@ class GaussianMixture:
         return (r * post).sum(1).to(x.dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        k = rng.multinomial(self.weights, n, generator)
+        z = rng.randn((n, self.dim), generator, dtype=torch.float64)
         return (self.means[k] + self.stds[k] * z).float()
 
     def moments(self) -> tuple[Tensor, Tensor]:

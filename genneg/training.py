@@ -16,7 +16,7 @@ import hashlib
 import math
 import numbers
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import distributed
+from . import distributed, rng
 from .batch import batch_size_of, take, to_device
 from .checkpoint import load_state, save_state, save_weights
 
-__all__ = ["TrainConfig", "train", "TrainResult", "seeded"]
+__all__ = ["TrainConfig", "train", "TrainResult", "seeded", "streamed"]
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -48,7 +48,8 @@ class TrainConfig:
         grad_clip: max global gradient norm (0 disables clipping).
         ema_decay: EMA of the weights; the EMA copy is what gets saved and used.
         checkpoint_every: steps between train-state checkpoints (0: only at the end).
-        seed: seeds the loop's generator (batches, σ, noise) and nothing else.
+        seed: seeds the loop's generator (batches, σ, noise) and nothing else. Inside a run every stage trains on
+            ``streamed(cfg, run_seed, stage)``: this seed combined with the run seed and the stage's name.
         precision: "fp32", or "bf16" to run the forward pass and loss under ``torch.autocast`` in bfloat16 (weights,
             optimiser and EMA stay fp32). Meant for CUDA; on a CPU it works but is usually slower.
     """
@@ -92,6 +93,11 @@ class TrainConfig:
         if self.lr_decay == "cosine":
             warm *= 0.5 * (1 + math.cos(math.pi * min(step, self.steps) / self.steps))
         return self.lr * warm
+
+
+def streamed(cfg: TrainConfig, run_seed: int, *names: str | int) -> TrainConfig:
+    """``cfg`` whose loop draws from the named stream ``(run_seed, *names, cfg.seed)`` (``genneg.rng``)."""
+    return replace(cfg, seed=rng.stream_seed(run_seed, *names, "train", cfg.seed))
 
 
 @contextmanager
@@ -231,7 +237,7 @@ class _Loop:
         dtype = PRECISIONS[cfg.precision]
         self.model.train()
         while self.step < cfg.steps:
-            idx = torch.randint(0, len(rows), (local,), generator=self.gen)
+            idx = rng.randint(0, len(rows), (local,), self.gen)
             batch = to_device(take(data, idx if world == 1 else rows[idx]), device)
             for g in self.opt.param_groups:
                 g["lr"] = cfg.lr_at(self.step)

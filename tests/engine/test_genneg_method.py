@@ -180,20 +180,6 @@ def test_collapsed_classifier_guides_nothing_even_with_a_window_floor(gmm_domain
     assert g.terms == [] and torch.equal(g(x, s, None), d.gmm.denoiser(x, s))
 
 
-def test_window_reference_is_what_the_condition_alone_achieves():
-    from genneg.classifier import informative_sigma_max
-
-    def bins(bces, prior):
-        edges = np.geomspace(0.002, 80, len(bces) + 1)
-        return [{"sigma_lo": lo, "sigma_hi": hi, "bce": b, "prior_bce": prior} for lo, hi, b in zip(edges, edges[1:], bces)]
-
-    # unconditional: the largest-σ BCE equals the prior's, informative up to the third bin
-    assert informative_sigma_max(bins([0.1, 0.2, 0.3, 0.5, 0.5], 0.5)) == pytest.approx(np.geomspace(0.002, 80, 6)[3])
-    # conditional: the condition alone gets 0.4 everywhere; only the first bin beats it
-    assert informative_sigma_max(bins([0.1, 0.4, 0.4, 0.4, 0.4], 0.6)) == pytest.approx(np.geomspace(0.002, 80, 6)[1])
-    assert informative_sigma_max(bins([0.5, 0.5, 0.5], 0.5)) == 0.0
-
-
 def test_rounds_continue_on_top_of_a_student(gmm_domain, gmm_cfg):
     d = gmm_domain
     cfg = replace(gmm_cfg, distil=replace(gmm_cfg.distil, steps=200),
