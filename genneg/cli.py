@@ -184,13 +184,14 @@ def cmd_eval(args):
     from genneg.checkpoint import write_json
     from genneg.distributed import executor, labelling_oracle
     from genneg.evaluate import EvalData, evaluate_denoiser
+    from genneg.rng import stream_seed
 
     _threads(args.threads)
     cfg, domain, denoiser, folder = _stage_of(args)
     cfg = _sampler(cfg, args.batch_size)
     with executor(args.workers, args.dask_scheduler) as ex:
         metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, EvalData(domain, cfg),
-                                          labelling_oracle(domain.oracle(), ex))
+                                          labelling_oracle(domain.oracle(), ex), seed=stream_seed(cfg.seed, "eval"))
     out = Path(args.out) if args.out else (folder / f"eval_{args.stage}.json" if folder is not None else None)
     if out is not None:  # a pretrained folder is never written to unless --out says so
         write_json(out, metrics)

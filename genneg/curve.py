@@ -2,7 +2,8 @@
 
 ``curve.json`` holds one point per evaluation of the EMA weights: the infraction rate per reason with Wilson
 intervals on a fixed set of conditions and sampler noise, and the NLL bound on a fixed subset of held-out points
-(``genneg.evaluate``). Every point is evaluated on the same draws, so the curve moves only with the weights.
+(``genneg.evaluate``, on the run's ``("eval",)`` stream). Every point is evaluated on the same draws, so the curve
+moves only with the weights, and the last point is what ``genneg eval`` measures on the finished weights.
 ``curve.png`` plots it. ``train.json`` lists every session that trained the run (wall time, steps, machine, code
 commit), which the model card sums.
 
@@ -43,7 +44,7 @@ class LearningCurve:
         self.dir, self.domain, self.cfg, self.oracle, self.every = Path(run_dir), domain, cfg, oracle, every
         self.path = self.dir / CURVE_JSON
         self.points: list[dict] = read_json(self.path)["points"] if self.path.exists() else []
-        self.seed = rng.stream_seed(cfg.seed, "base", "curve")
+        self.seed = rng.stream_seed(cfg.seed, "eval")  # as `genneg eval` and every stage of `genneg run`
         self._data = None
 
     def due(self, step: int) -> bool:

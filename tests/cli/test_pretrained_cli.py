@@ -61,7 +61,8 @@ def test_train_card_run_from_it_and_sample_every_stage(tmp_path):
                "--quiet")
     a, b, c = (np.load(tmp_path / f"{n}.npz")["samples"] for n in "abc")
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert "NLL bound" in genneg("eval", "--run-dir", str(model), "--quiet").stdout
+    genneg("eval", "--run-dir", str(model), "--out", str(tmp_path / "base.json"), "--quiet")
+    assert json.loads((tmp_path / "base.json").read_text())["infraction"] == card["metrics"]["infraction"]
     assert sorted(p.name for p in model.iterdir()) == files
 
     # refused: another architecture, corrupted weights, a stage a pretrained folder does not have
