@@ -40,13 +40,15 @@ def best_of(repeats: int, fn):
 
 def traffic_scenes(scenes: int, seed: int = 0):
     """Real SUMO scenes, repeated to ``scenes``, every vehicle moved by N(0, 1 m): (boxes, defined, areas)."""
-    from domains.traffic.data import load_scenes
+    from domains.traffic.data import load_road_maps, load_scenes, read_manifest
 
     folder = next(traffic_data_dir().glob("sumo-tiny-*"))
     parts = [load_scenes(folder, s) for s in ("train", "val", "test")]
     boxes = np.concatenate([p["boxes"] for p in parts]).astype(np.float64)
     defined = np.concatenate([p["defined"] for p in parts])
-    areas = np.concatenate([p["drivable_area"] for p in parts])
+    maps, scene = load_road_maps(folder), read_manifest(folder)["config"]["scene"]
+    half = scene["radius"] + scene["area_margin"]
+    areas = np.array([maps[k].area_crop(o[:2], o[2], half) for p in parts for k, o in zip(p["network"], p["origin"])])
     idx = np.arange(scenes) % len(boxes)
     boxes, defined, areas = boxes[idx].copy(), defined[idx], areas[idx]
     boxes[..., :2] += np.random.default_rng(seed).normal(0, 1.0, boxes[..., :2].shape)

@@ -1,10 +1,12 @@
 """Traffic scenes: road maps (SUMO, lanelet2), scene data (SUMO simulation, INTERACTION), the scene transformer.
 
-``TrafficDomain`` implements ``genneg.domain.Domain``: a sample is one scene of N vehicle slots with features
-``[N, 6]`` (``features.encode_boxes``), generated on a map crop. ``cond`` is a dict of tensors only:
-``defined [B, N]`` (padded slots False), ``map [B, L, P, 5]`` and ``map_defined [B, L]`` (normalised lane pieces),
-``scene [B]`` (global scene id into the domain's ``SceneTable``, which holds the drivable areas, the world origin
-and the network of each scene). Decoded samples are ``{"boxes" [B, N, 5] metres/radians, "defined", "scene"}``.
+``TrafficDomain`` implements ``genneg.domain.Domain``: a scene has N vehicle slots; slot 0 is the ego (the centre
+vehicle, at the origin facing +x, its box known, as a simulator would give it) and the model generates the N - 1
+others, features ``[N - 1, 6]`` (``features.encode_boxes``), on a map crop. ``cond`` is a dict of tensors only:
+``ego [B, 6]``, ``defined [B, N - 1]`` (padded slots False), ``map [B, L, P, 6]`` and ``map_defined [B, L]`` (the lane
+segments within the scene radius plus a margin, normalised), ``scene [B]`` (global scene id into the domain's
+``SceneTable``, which holds the drivable areas, the world origin and the network of each scene). Decoded samples are
+``{"boxes" [B, N, 5] metres/radians (ego first), "defined", "scene"}``: the oracle checks the ego too.
 """
 
 from __future__ import annotations
@@ -44,37 +46,43 @@ def default_cache() -> Path:
 
 
 class TrafficDomain:
-    """Scenes of up to N vehicles on SUMO road networks (generated and real), split by network.
+    """Scenes of up to N vehicles (the ego and N - 1 others) on SUMO road networks (generated and real), split by
+    network.
 
     Args:
-        preset: SUMO data preset (``domains.traffic.data.PRESETS``: "tiny", "demo").
+        preset: SUMO data preset (``domains.traffic.data.PRESETS``: "tiny", "demo", "cpu", "paper").
         data_dir: cache root of the scene data (default ``$GENNEG_CACHE/traffic`` or ``~/.cache/genneg/traffic``).
         seed: data seed (networks, demand, scene draws); independent of the run seed.
         workers: SUMO processes when the data must be generated.
-        map_lines, map_points: lane pieces and points per piece the model sees (nearest first; subsampled from the
-            stored crop).
+        map_lines: most lane segments a scene sees (nearest first; padded).
+        map_points: points per lane segment.
+        segment_length: lanes are cut into segments of at most this many metres.
+        map_margin: a scene sees every segment that comes within its radius plus this many metres.
         scene: overrides of ``SceneConfig`` (e.g. ``{"max_vehicles": 8}``), which change the data's cache key.
-        max_vehicles: keep only the K vehicle slots nearest each scene's centre vehicle (stored scenes are sorted by
-            distance, so this is the K-nearest scene, still valid); None keeps the stored N. Same cache as N.
+        max_vehicles: keep only the K vehicle slots nearest each scene's ego, ego included (stored scenes are sorted
+            by distance, so this is the K-nearest scene, still valid); None keeps the stored N. Same cache as N.
     """
 
     name = "traffic"
     sigma_data = SIGMA_DATA
 
     def __init__(self, preset: str = "demo", data_dir: str | os.PathLike | None = None, seed: int = 0,
-                 workers: int = 2, map_lines: int = 16, map_points: int = 10, scene: dict | None = None,
-                 max_vehicles: int | None = None):
+                 workers: int = 2, map_lines: int = 96, map_points: int = 5, segment_length: float = 20.0,
+                 map_margin: float = 5.0, scene: dict | None = None, max_vehicles: int | None = None):
         from .data import SceneConfig, sumo_preset
 
         self.data_cfg = sumo_preset(preset, seed=seed, workers=workers, scene=SceneConfig(**(scene or {})))
-        if not 1 <= map_lines <= self.data_cfg.scene.map_lines or not 2 <= map_points <= self.data_cfg.scene.map_points:
-            raise ValueError(f"map_lines must be in [1, {self.data_cfg.scene.map_lines}] and map_points in "
-                             f"[2, {self.data_cfg.scene.map_points}], got {map_lines}, {map_points}")
+        if map_lines < 1 or map_points < 2 or not segment_length > 0 or map_margin < 0:
+            raise ValueError(f"need map_lines >= 1, map_points >= 2, segment_length > 0 and map_margin >= 0, got "
+                             f"map_lines={map_lines}, map_points={map_points}, segment_length={segment_length}, "
+                             f"map_margin={map_margin}")
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_cache()
-        self.map_lines, self.map_points = map_lines, map_points
+        self.map_lines, self.map_points = int(map_lines), int(map_points)
+        self.segment_length, self.map_margin = float(segment_length), float(map_margin)
         stored = self.data_cfg.scene.max_vehicles
-        if max_vehicles is not None and not 1 <= max_vehicles <= stored:
-            raise ValueError(f"max_vehicles must be in [1, {stored}] (the data's slots), got {max_vehicles}")
+        if max_vehicles is not None and not 2 <= max_vehicles <= stored:
+            raise ValueError(f"max_vehicles must be in [2, {stored}] (the ego and at least one other, at most the "
+                             f"data's slots), got {max_vehicles}")
         self.max_vehicles = stored if max_vehicles is None else max_vehicles
         self.tolerance = self.data_cfg.scene.offroad_tolerance
 
@@ -97,48 +105,71 @@ class TrafficDomain:
             f"{net}: {st['scenes_kept']}/{st['scenes_tried']} scenes kept")
         return generate_scenes(self.data_dir, cfg, report, executor)
 
+    @property
+    def reach(self) -> float:
+        """Metres from the ego within which a scene sees every lane segment."""
+        return self.data_cfg.scene.radius + self.map_margin
+
     @cached_property
     def table(self) -> SceneTable:
-        """Every split's scenes (generated on first use)."""
-        from .data import load_scenes, read_manifest
+        """Every split's scenes (generated on first use) with their map crops (cached beside the data)."""
+        from .tables import build_table
 
-        folder = self.prepare_data()
-        parts = [load_scenes(folder, s) for s in SPLITS]
-        sizes = np.cumsum([0] + [len(p["boxes"]) for p in parts])
-        files = {n["name"]: str(folder / n["network_file"]) if not os.path.isabs(n["network_file"])
-                 else n["network_file"] for n in read_manifest(folder)["networks"]}
-        cat = lambda k: np.concatenate([p[k] for p in parts])  # noqa: E731
-        k = self.max_vehicles
-        return SceneTable(cat("boxes")[:, :k], cat("defined")[:, :k], cat("map_polylines"), cat("map_defined"), cat("drivable_area"),
-                          cat("origin"), cat("network_name"), {s: (int(sizes[i]), int(sizes[i + 1]))
-                                                               for i, s in enumerate(SPLITS)}, files)
+        scene = self.data_cfg.scene
+        return build_table(self.prepare_data(), SPLITS, self.max_vehicles, self.map_lines, self.map_points,
+                           self.segment_length, self.reach, scene.radius + scene.area_margin)
 
     def dataset(self, split: str) -> tuple[Tensor, dict]:
-        """Normalised scenes ``x0 [S, N, 6]`` of the split and their conditions."""
+        """Normalised scenes ``x0 [S, N - 1, 6]`` (the vehicles other than the ego) and their conditions."""
         ids = self.table.ids(split)
-        return encode_boxes(self.table.boxes[ids], self.table.defined[ids]), self.cond_of(ids)
+        return encode_boxes(self.table.boxes[ids, 1:], self.table.defined[ids, 1:]), self.cond_of(ids)
 
     def cond_of(self, ids) -> dict[str, Tensor]:
-        return self.table.cond(self.table.lookup(ids), self.map_lines, self.map_points)
+        return self.table.cond(self.table.lookup(ids))
 
     def conditions(self, n: int, split: str = "test", seed: int = 0) -> dict[str, Tensor]:
-        """``n`` scenes' conditions drawn with replacement from the split (map, vehicle slots), by seed."""
+        """``n`` scenes' conditions drawn with replacement from the split (map, ego, vehicle slots), by seed."""
+        from genneg.rng import numpy_rng
+
         if n < 1:
             raise ValueError(f"need n >= 1 conditions, got {n}")
         ids = self.table.ids(split)
-        return self.cond_of(np.random.default_rng([seed, 7]).choice(ids, size=n))
+        return self.cond_of(numpy_rng(seed, "traffic", "conditions", split).choice(ids, size=n))
+
+    def coverage(self, split: str, limit: float = 2.0, max_scenes: int | None = 5000) -> dict[str, float]:
+        """Share of the split's data vehicles (the ego included) farther than ``limit`` metres from every lane
+        segment their scene sees (``tables.coverage``)."""
+        from .tables import coverage
+
+        return coverage(self.table, split, limit, max_scenes)
+
+    def data_report(self, max_scenes: int = 5000) -> dict:
+        """Scene counts per split and network kind, generation throughput, and map coverage (``coverage``)."""
+        from .tables import data_report
+
+        return data_report(self, max_scenes)
 
     def sample_shape(self, cond, n: int) -> tuple[int, ...]:
-        return (n, self.max_vehicles, len(VEHICLE_FEATURES))
+        return (n, self.max_vehicles - 1, len(VEHICLE_FEATURES))
 
     def decode(self, x0: Tensor, cond) -> dict[str, np.ndarray]:
-        """Physical boxes ``[B, N, 5]`` (float64), ``defined [B, N]`` and ``scene [B]`` (numpy) for oracles/plots."""
-        validate_x0(x0, (self.max_vehicles, len(VEHICLE_FEATURES)))
-        if not isinstance(cond, dict) or "defined" not in cond or "scene" not in cond:
-            raise ValueError("decoding traffic samples needs their cond (with 'defined' and 'scene')")
-        boxes = decode_boxes(x0.detach().cpu().double()).numpy()
-        return {"boxes": boxes, "defined": cond["defined"].cpu().numpy().astype(bool),
-                "scene": self.table.lookup(cond["scene"])}
+        """Physical boxes ``[B, N, 5]`` (float64; the ego first, from the condition), ``defined [B, N]`` and
+        ``scene [B]`` (numpy) for oracles, plots and exports."""
+        validate_x0(x0, (self.max_vehicles - 1, len(VEHICLE_FEATURES)))
+        if not isinstance(cond, dict) or not {"defined", "scene", "ego"} <= set(cond):
+            raise ValueError("decoding traffic samples needs their cond (with 'ego', 'defined' and 'scene')")
+        return {"boxes": decode_boxes(self.with_ego(x0.detach().cpu().double(), cond)).numpy(),
+                "defined": self.with_ego_mask(cond).numpy(), "scene": self.table.lookup(cond["scene"])}
+
+    @staticmethod
+    def with_ego(x0: Tensor, cond: dict) -> Tensor:
+        """``[B, N, 6]``: the ego's features (from ``cond``) in front of the generated ``x0 [B, N - 1, 6]``."""
+        return torch.cat([cond["ego"].to(x0)[:, None], x0], 1)
+
+    @staticmethod
+    def with_ego_mask(cond: dict) -> Tensor:
+        defined = cond["defined"].detach().cpu().bool()
+        return torch.cat([torch.ones_like(defined[:, :1]), defined], 1)
 
     # ---------------------------------------------------------------------------------------------- oracle
     def oracle(self, names: list[str] | None = None) -> Oracle:
@@ -152,9 +183,10 @@ class TrafficDomain:
 
     def penalty(self, x0: Tensor, cond: dict) -> Tensor:
         """Differentiable overlap + off-road distance ``[B]`` in metres (``penalty.scene_penalty``) of normalised
-        scenes ``x0 [B, N, 6]``; each scene's drivable area is looked up by ``cond["scene"]``."""
+        scenes ``x0 [B, N - 1, 6]`` with their ego; each scene's drivable area is looked up by ``cond["scene"]``."""
         areas = self.table.areas[self.table.lookup(cond["scene"])]
-        return scene_penalty(x0, cond["defined"], areas, self.tolerance)
+        defined = self.with_ego_mask(cond).to(x0.device)
+        return scene_penalty(self.with_ego(x0, cond), defined, areas, self.tolerance)
 
     # ---------------------------------------------------------------------------------------------- nets, plots
     def make_denoiser_net(self, cfg: dict) -> SceneNet:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["POSITION_SCALE", "encode_boxes", "decode_boxes", "encode_polylines", "SceneTable", "subsample_map"]
+__all__ = ["POSITION_SCALE", "encode_boxes", "decode_boxes", "encode_polylines", "SceneTable", "LazyAreas"]
 
 POSITION_SCALE = 25.0  # metres per unit: a 50 m scene radius maps to 2
 LENGTH_MEAN, LENGTH_SCALE = 4.5, 1.0
@@ -41,22 +41,39 @@ def decode_boxes(x0: Tensor) -> Tensor:
 
 
 def encode_polylines(polylines: np.ndarray, defined: np.ndarray) -> Tensor:
-    """Map polylines ``[S, L, P, 5]`` (x, y, dx, dy, width) -> normalised ``[S, L, P, 5]`` (0 on padding)."""
+    """Map polylines ``[S, L, P, 6]`` (``map.POLYLINE_FIELDS``) -> normalised float16 ``[S, L, P, 6]`` (0 on padding).
+
+    Half precision keeps a large training set's map in memory (positions to ~5 cm, far below a lane's width); the
+    networks compute in float32."""
     p = np.asarray(polylines, np.float32).copy()
     p[..., :2] /= POSITION_SCALE
     p[..., 4] /= LANE_WIDTH_SCALE
-    return torch.as_tensor(p * np.asarray(defined, bool)[..., None, None])
+    return torch.as_tensor(p * np.asarray(defined, bool)[..., None, None]).to(torch.float16)
 
 
-def subsample_map(polylines: np.ndarray, defined: np.ndarray, lines: int, points: int):
-    """Keeps the ``lines`` nearest lane pieces (they are stored nearest first) and ``points`` evenly spaced points
-    of each (end points kept). Returns ``(polylines [S, lines, points, 5], defined [S, lines])``."""
-    l_have, p_have = polylines.shape[1:3]
-    if lines > l_have or points > p_have or lines < 1 or points < 2:
-        raise ValueError(f"cannot take {lines} lines x {points} points from a map stored as {l_have} x {p_have} "
-                         f"(need 1 <= lines <= {l_have}, 2 <= points <= {p_have})")
-    idx = np.unique(np.round(np.linspace(0, p_have - 1, points)).astype(int))
-    return polylines[:, :lines][:, :, idx], defined[:, :lines]
+class LazyAreas:
+    """Drivable-area crops of scenes (scene frame), cut from their network's area on first use and kept.
+
+    Indexing with an array of scene ids gives an object array of Shapely geometries (what ``offroad`` takes).
+    """
+
+    def __init__(self, road_maps: list, network: np.ndarray, origin: np.ndarray, half: float):
+        self.road_maps, self.network, self.origin, self.half = road_maps, network, origin, float(half)
+        self._cache: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.network)
+
+    def __getitem__(self, ids):
+        scalar = np.ndim(ids) == 0
+        ids = np.atleast_1d(np.asarray(ids, np.int64))
+        for i in np.unique(ids):
+            if int(i) not in self._cache:
+                road, (x, y, yaw) = self.road_maps[self.network[i]], self.origin[i]
+                self._cache[int(i)] = road.area_crop((x, y), yaw, self.half)
+        out = np.empty(len(ids), object)
+        out[:] = [self._cache[int(i)] for i in ids]
+        return out[0] if scalar else out
 
 
 @dataclass(frozen=True)
@@ -64,9 +81,11 @@ class SceneTable:
     """Every scene of every split, indexed by a global scene id (what ``cond["scene"]`` holds).
 
     Attributes:
-        boxes: [S, N, 5] float32 data boxes (scene frame); defined: [S, N] bool.
-        polylines: [S, L, P, 5] float32 lane pieces (scene frame, metres); map_defined: [S, L] bool.
-        areas: [S] object, the drivable-area crops (Shapely, scene frame).
+        boxes: [S, N, 5] float32 data boxes (scene frame; slot 0 is the ego, at the origin facing +x);
+            defined: [S, N] bool.
+        segments: every network's lane segments (``map.LaneSegments``, concatenated, map frames);
+            segment_idx: [S, L] the segments each scene sees (nearest first, -1 = padding).
+        areas: ``LazyAreas``, the drivable-area crops (Shapely, scene frame) by scene id.
         origin: [S, 3] world (x, y, yaw) of each scene frame; network: [S] str, the network's name.
         split_ranges: {split: (start, stop)} of the global ids.
         network_files: {network name: path of its SUMO network file}.
@@ -74,9 +93,9 @@ class SceneTable:
 
     boxes: np.ndarray
     defined: np.ndarray
-    polylines: np.ndarray
-    map_defined: np.ndarray
-    areas: np.ndarray
+    segments: object
+    segment_idx: np.ndarray
+    areas: LazyAreas
     origin: np.ndarray
     network: np.ndarray
     split_ranges: dict
@@ -100,8 +119,19 @@ class SceneTable:
             raise ValueError(f"scene ids must be a 1-D array in [0, {len(self)}), got shape {ids.shape}")
         return ids
 
-    def cond(self, ids: np.ndarray, lines: int, points: int) -> dict[str, Tensor]:
-        """The model's condition for the given scenes (a dict of tensors only, so the engine can slice it)."""
-        poly, mdef = subsample_map(self.polylines[ids], self.map_defined[ids], lines, points)
-        return {"defined": torch.as_tensor(self.defined[ids]), "map": encode_polylines(poly, mdef),
+    def polylines(self, ids) -> tuple[np.ndarray, np.ndarray]:
+        """Scene-frame lane segments ``[B, L, P, 6]`` (metres) and their mask ``[B, L]`` of the given scenes."""
+        from .map import segment_features
+
+        ids = np.atleast_1d(ids)
+        return segment_features(self.segments, self.segment_idx[ids], self.origin[ids])
+
+    def cond(self, ids: np.ndarray, chunk: int = 4096) -> dict[str, Tensor]:
+        """The model's condition for the given scenes (a dict of tensors only, so the engine can slice it):
+        ``ego [B, 6]`` (the known centre vehicle's features), ``defined [B, N - 1]`` (the other slots),
+        ``map [B, L, P, 6]`` float16, ``map_defined [B, L]``, ``scene [B]``."""
+        maps = [encode_polylines(*self.polylines(ids[a:a + chunk])) for a in range(0, len(ids), chunk)]
+        mdef = self.segment_idx[ids] >= 0
+        return {"ego": encode_boxes(self.boxes[ids, 0], self.defined[ids, 0]),
+                "defined": torch.as_tensor(self.defined[ids, 1:]), "map": torch.cat(maps),
                 "map_defined": torch.as_tensor(mdef), "scene": torch.as_tensor(ids, dtype=torch.int64)}

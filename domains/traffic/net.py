@@ -7,8 +7,12 @@ Map polylines are encoded by a point-set encoder (per-point MLP, max-pool over t
 spirit of VectorNet / PointNet) and enter through cross-attention; a learned null token keeps the attention
 defined for scenes without any lane piece.
 
+The ego (the scene's centre vehicle, given) is one more token: it is embedded from its clean features, takes part
+in the self-attention and the classifier's pooling, and gets no output.
+
 ``cond`` (a dict of tensors, see ``domains.traffic.TrafficDomain``):
-    ``defined [B, N]`` bool, ``map [B, L, P, 5]`` float (x, y, dx, dy, width, normalised), ``map_defined [B, L]``.
+    ``ego [B, 6]``, ``defined [B, N - 1]`` bool, ``map [B, L, P, 6]`` (x, y, dx, dy, width, internal, normalised),
+    ``map_defined [B, L]``.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from genneg.nn import FourierFeatures, SigmaEmbedding
 __all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES"]
 
 VEHICLE_FEATURES = ("x", "y", "cos_yaw", "sin_yaw", "length", "width")
-MAP_POINT_FEATURES = 5  # x, y, dx, dy, width (domains.traffic.map.POLYLINE_FIELDS)
+MAP_POINT_FEATURES = 6  # x, y, dx, dy, width, internal (domains.traffic.map.POLYLINE_FIELDS)
 
 
-def _check_cond(x_in: Tensor, cond) -> tuple[Tensor, Tensor, Tensor]:
-    if not isinstance(cond, dict) or not {"defined", "map", "map_defined"} <= set(cond):
-        raise ValueError("SceneNet needs cond = {'defined': [B, N], 'map': [B, L, P, 5], 'map_defined': [B, L]}")
-    defined, polylines, map_defined = cond["defined"].bool(), cond["map"], cond["map_defined"].bool()
+def _check_cond(x_in: Tensor, cond) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if not isinstance(cond, dict) or not {"ego", "defined", "map", "map_defined"} <= set(cond):
+        raise ValueError("SceneNet needs cond = {'ego': [B, 6], 'defined': [B, N], 'map': [B, L, P, 6], "
+                         "'map_defined': [B, L]}")
+    ego, defined, polylines, map_defined = cond["ego"], cond["defined"].bool(), cond["map"], cond["map_defined"].bool()
     b, n = x_in.shape[:2]
-    if defined.shape != (b, n) or polylines.shape[0] != b or map_defined.shape != polylines.shape[:2]:
-        raise ValueError(f"cond shapes do not match x [{b}, {n}, ...]: defined {tuple(defined.shape)}, map "
-                         f"{tuple(polylines.shape)}, map_defined {tuple(map_defined.shape)}")
-    return defined, polylines, map_defined
+    if (defined.shape != (b, n) or ego.shape != (b, x_in.shape[2]) or polylines.shape[0] != b
+            or polylines.shape[-1] != MAP_POINT_FEATURES or map_defined.shape != polylines.shape[:2]):
+        raise ValueError(f"cond shapes do not match x [{b}, {n}, ...]: ego {tuple(ego.shape)}, defined "
+                         f"{tuple(defined.shape)}, map {tuple(polylines.shape)}, map_defined {tuple(map_defined.shape)}")
+    return ego.to(x_in.dtype), defined, polylines.to(x_in.dtype), map_defined
 
 
 class MapEncoder(nn.Module):
@@ -92,6 +98,7 @@ class SceneNet(nn.Module):
         self.out_kind, d = out, len(VEHICLE_FEATURES)
         self.features = FourierFeatures(d, num_freqs=num_freqs, min_freq=0.5, max_freq=16.0)
         self.inp = nn.Linear(self.features.out_dim, width)
+        self.ego_inp = nn.Linear(self.features.out_dim, width)  # the ego's own embedding: it is clean, not noisy
         self.sigma_emb = SigmaEmbedding(width)
         self.map_encoder = MapEncoder(width)
         self.null_token = nn.Parameter(torch.zeros(1, 1, width))
@@ -102,11 +109,14 @@ class SceneNet(nn.Module):
         nn.init.zeros_(self.head.weight if out == "denoiser" else self.head[-1].weight)
 
     def trunk(self, x_in: Tensor, c_noise: Tensor, cond) -> tuple[Tensor, Tensor]:
-        """Vehicle tokens ``[B, N, W]`` after the blocks (zero on padded slots) and the defined mask ``[B, N]``."""
-        defined, polylines, map_defined = _check_cond(x_in, cond)
+        """Tokens ``[B, 1 + N, W]`` after the blocks (the ego first; zero on padded slots) and their mask."""
+        ego, defined, polylines, map_defined = _check_cond(x_in, cond)
         emb = self.sigma_emb(c_noise)
+        x_in = x_in * defined[..., None].to(x_in.dtype)  # padded inputs zeroed: no NaN can leak
+        defined = torch.cat([torch.ones_like(defined[:, :1]), defined], 1)  # the ego is always there
         keep = defined[..., None].to(x_in.dtype)
-        h = self.inp(self.features(x_in * keep)) + emb[:, None]  # padded inputs zeroed: no NaN can leak
+        h = torch.cat([self.ego_inp(self.features(ego))[:, None], self.inp(self.features(x_in))], 1)
+        h = (h + emb[:, None]) * keep
         null = self.null_token.expand(x_in.shape[0], 1, -1)
         map_tokens = torch.cat([null, self.map_encoder(polylines * map_defined[..., None, None])], 1)
         map_pad = torch.cat([torch.zeros_like(map_defined[:, :1]), ~map_defined], 1)
@@ -117,9 +127,8 @@ class SceneNet(nn.Module):
     def forward(self, x_in: Tensor, c_noise: Tensor, cond=None) -> Tensor:
         h, defined = self.trunk(x_in, c_noise, cond)
         if self.out_kind == "denoiser":
-            return self.head(h) * defined[..., None].to(h.dtype)
-        count = defined.sum(1, keepdim=True).clamp_min(1).to(h.dtype)
+            return self.head(h[:, 1:]) * defined[:, 1:, None].to(h.dtype)
+        count = defined.sum(1, keepdim=True).to(h.dtype)
         mean = h.sum(1) / count
-        peak = h.masked_fill(~defined[..., None], float("-inf")).amax(1)
-        peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))  # a scene with no vehicle
+        peak = h.masked_fill(~defined[..., None], float("-inf")).amax(1)  # finite: the ego is always there
         return self.head(torch.cat([mean, peak], -1))[:, 0]

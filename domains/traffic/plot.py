@@ -71,6 +71,7 @@ def plot_sample(domain, samples, result, ax, *, title: str = "", index: int = 0)
     if result is not None and result.defined.any():
         rates = ", ".join(f"{k} {100 * v[result.defined].mean():.1f}%" for k, v in result.reasons.items())
         title = f"{title}\ninvalid {100 * (1 - result.valid[result.defined].mean()):.1f}% ({rates})"
+    polylines, polyline_defined = table.polylines(np.array([scene]))
     plot_scene(ax, one["boxes"][0], one["defined"][0], flags=bad, area=table.areas[scene],
-               polylines=table.polylines[scene], polyline_defined=table.map_defined[scene], title=title,
+               polylines=polylines[0], polyline_defined=polyline_defined[0], title=title,
                radius=domain.data_cfg.scene.radius)

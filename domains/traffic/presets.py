@@ -16,7 +16,7 @@ def traffic_presets() -> dict[str, RunConfig]:
         domain="traffic",
         preset="demo",
         # 6 vehicle slots (the paper: 12) so a base trained for minutes on a CPU leaves a valid fraction to guide
-        data={"preset": "demo", "scene": {"max_vehicles": 6}, "map_lines": 16, "map_points": 10},
+        data={"preset": "demo", "scene": {"max_vehicles": 6}, "map_lines": 96, "map_points": 5},
         net={"width": 64, "depth": 2, "heads": 4},
         classifier_net={"width": 64, "depth": 2, "heads": 4},
         base=TrainConfig(steps=4000, batch_size=64, lr=2e-3, warmup=100, checkpoint_every=500, ema_decay=0.995),
@@ -32,7 +32,7 @@ def traffic_presets() -> dict[str, RunConfig]:
         demo,
         preset="tiny",
         # the 4 vehicles nearest each centre (of the stored 12): a base trained for seconds still has valid samples
-        data={"preset": "tiny", "max_vehicles": 4, "map_lines": 8, "map_points": 6},
+        data={"preset": "tiny", "max_vehicles": 4, "map_lines": 96, "map_points": 5},
         net={"width": 32, "depth": 1, "heads": 2},
         classifier_net={"width": 32, "depth": 1, "heads": 2},
         base=replace(demo.base, steps=400, checkpoint_every=0),
@@ -45,7 +45,7 @@ def traffic_presets() -> dict[str, RunConfig]:
     paper = replace(
         demo,
         preset="paper",
-        data={"preset": "paper", "scene": {"max_vehicles": 12}, "map_lines": 32, "map_points": 20, "workers": 16},
+        data={"preset": "paper", "scene": {"max_vehicles": 12}, "map_lines": 128, "map_points": 5, "workers": 16},
         net={"width": 256, "depth": 6, "heads": 8},
         classifier_net={"width": 256, "depth": 4, "heads": 8},
         base=TrainConfig(steps=100_000, batch_size=512, lr=3e-4, warmup=2000, checkpoint_every=5000),

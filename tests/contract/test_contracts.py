@@ -97,7 +97,7 @@ def traffic_domain(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("contract-traffic")
     TrafficDomain(preset="tiny", data_dir=root).prepare_data()
-    return get_domain("traffic", preset="tiny", data_dir=root, map_lines=8, map_points=6)
+    return get_domain("traffic", preset="tiny", data_dir=root, map_lines=96, map_points=5)
 
 
 class TestTrafficDomain(DomainContract):

@@ -216,10 +216,13 @@ class _Files:
         (r / "nolanelet.osm").write_text('<?xml version="1.0"?>\n<osm version="0.6"><node id="1" lat="0" lon="0"/></osm>')
         (r / "garbage.osm").write_bytes(b"\x00\x01garbage")
         # traffic scene files
-        (r / "scenes").mkdir()
-        (r / "scenes" / "train.npz").write_bytes(whole[:30])
-        np.savez(r / "scenes" / "val.npz", boxes=np.zeros((2, 3, 5), np.float32))
-        (r / "scenes" / "manifest.json").write_text('{"digest": ')
+        (r / "scenes" / "networks").mkdir(parents=True)  # one network file per split: truncated, partial, missing
+        (r / "scenes" / "networks" / "train-a.scenes.npz").write_bytes(whole[:30])
+        np.savez(r / "scenes" / "networks" / "val-a.scenes.npz", boxes=np.zeros((2, 3, 5), np.float32))
+        (r / "scenes" / "manifest.json").write_text(json.dumps({"digest": "x", "networks": [
+            {"name": f"{s}-a", "split": s} for s in ("train", "val", "test")]}))
+        (r / "scenes_bad").mkdir()
+        (r / "scenes_bad" / "manifest.json").write_text('{"digest": ')
         (r / "scenes_list.json").write_text("[1, 2]")
         (r / "scenes_other.json").write_text('{"format": "something else", "scenes": []}')
         # motion windows
@@ -597,12 +600,12 @@ CASES: list[Bad] = [
         "at least one"),
     # --- traffic scene data and exports
     Bad("traffic scenes truncated", lambda f: _load_scenes(f.path("scenes"), "train"), ValueError,
-        "train.npz is not a readable"),
+        "train-a.scenes.npz is not a readable"),
     Bad("traffic scenes lacking arrays", lambda f: _load_scenes(f.path("scenes"), "val"), ValueError, "lacks"),
-    Bad("traffic scenes missing split", lambda f: _load_scenes(f.path("scenes"), "test"), FileNotFoundError,
-        "test.npz is missing"),
+    Bad("traffic scenes missing network", lambda f: _load_scenes(f.path("scenes"), "test"), FileNotFoundError,
+        "test-a.scenes.npz"),
     Bad("traffic scenes unknown split", lambda f: _load_scenes(f.path("scenes"), "dev"), ValueError, "unknown split"),
-    Bad("traffic manifest truncated", lambda f: _read_manifest(f.path("scenes")), ValueError, "truncated"),
+    Bad("traffic manifest truncated", lambda f: _read_manifest(f.path("scenes_bad")), ValueError, "truncated"),
     Bad("traffic scene JSON truncated", lambda f: _read_scenes_json(f.path("trunc.json")), ValueError, "truncated"),
     Bad("traffic scene JSON a list", lambda f: _read_scenes_json(f.path("scenes_list.json")), ValueError,
         "not a genneg traffic scene file"),
@@ -611,7 +614,7 @@ CASES: list[Bad] = [
     Bad("traffic scene JSON missing", lambda f: _read_scenes_json(f.path("nope.json")), FileNotFoundError,
         "nope.json"),
     Bad("traffic unknown data preset", lambda f: _traffic(preset="huge"), ValueError, "unknown SUMO data preset"),
-    Bad("traffic map_lines out of range", lambda f: _traffic(preset="tiny", map_lines=999), ValueError, "map_lines"),
+    Bad("traffic map_lines out of range", lambda f: _traffic(preset="tiny", map_lines=0), ValueError, "map_lines"),
     Bad("traffic max_vehicles 0", lambda f: _traffic(preset="tiny", max_vehicles=0), ValueError, "max_vehicles"),
     # --- AMASS
     *file_cases("AMASS", _load_amass, [

@@ -164,7 +164,8 @@ def _traffic_cond(b: int, n: int, lines: int, points: int):
     defined[: b // 2] = True  # ... half of them are full
     map_defined = torch.rand(b, lines, generator=g) < 0.5
     map_defined[: b // 4] = False  # a quarter have no lane piece at all
-    return {"defined": defined, "map": torch.randn(b, lines, points, 5, generator=g), "map_defined": map_defined}
+    return {"ego": torch.randn(b, 6, generator=g), "defined": defined[:, 1:],
+            "map": torch.randn(b, lines, points, 6, generator=g), "map_defined": map_defined}
 
 
 def _motion_cond(b: int, t: int, labels: int):
@@ -181,7 +182,7 @@ def _nets(domain_name: str):
 
         cfg = traffic_presets()["tiny"]
         d = cfg.data
-        shape, cond = (16, d["max_vehicles"], 6), _traffic_cond(16, d["max_vehicles"], d["map_lines"], d["map_points"])
+        shape, cond = (16, d["max_vehicles"] - 1, 6), _traffic_cond(16, d["max_vehicles"], d["map_lines"], d["map_points"])
         make = lambda out, c: SceneNet(out=out, **c)  # noqa: E731
         return cfg, shape, cond, make("denoiser", cfg.net), make("classifier", cfg.classifier_net), 0.6
     pytest.importorskip("scipy")

@@ -18,4 +18,4 @@ def tiny_data_dir(tmp_path_factory):
 def tiny_domain(tiny_data_dir):
     from genneg.domain import get_domain
 
-    return get_domain("traffic", preset="tiny", data_dir=tiny_data_dir, map_lines=8, map_points=6)
+    return get_domain("traffic", preset="tiny", data_dir=tiny_data_dir, map_lines=96, map_points=5)

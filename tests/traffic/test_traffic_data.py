@@ -102,22 +102,26 @@ def test_tiny_scenes_are_valid_local_and_well_formed(tiny_data):
     data = load_scenes(path, "train")
     s, n = data["defined"].shape
     assert data["boxes"].shape == (s, n, 5) and n == cfg.max_vehicles and s > 50
-    assert data["map_polylines"].shape == (s, cfg.map_lines, cfg.map_points, 5)
-    assert len(data["drivable_area"]) == s and all(isinstance(g, shapely.Geometry) for g in data["drivable_area"])
+    from domains.traffic.data import load_road_maps
+
+    maps = load_road_maps(path)  # each network's stored geometry: the scene-frame areas are cut from it
+    assert [m.name for m in maps] == [n["name"] for n in manifest["networks"]]
+    half = cfg.radius + cfg.area_margin
+    areas = np.array([maps[k].area_crop(o[:2], o[2], half) for k, o in zip(data["network"], data["origin"])])
     np.testing.assert_array_equal(data["boxes"][:, 0, :3], 0.0)  # the centre vehicle defines the frame
     assert (np.sort(data["defined"], axis=1)[:, ::-1] == data["defined"]).all()  # vehicles first, then padding
     assert np.hypot(*data["boxes"][..., :2][data["defined"]].T).max() <= cfg.radius + 1e-3
     assert data["defined"].sum(1).mean() > 2  # scenes hold neighbours, not lone cars
-    flags = scene_infractions(data["boxes"], data["defined"], data["drivable_area"], cfg.offroad_tolerance)
+    flags = scene_infractions(data["boxes"], data["defined"], areas, cfg.offroad_tolerance)
     assert not flags["collision"].any() and not flags["offroad"].any()
-    assert (data["map_defined"].sum(1) > 0).all()
+    assert maps[0].internal.any() and not maps[0].internal.all()  # junction-internal lanes are flagged
 
 
 def test_load_scenes_errors(tiny_data, tmp_path):
     path, _ = tiny_data
     with pytest.raises(ValueError, match="unknown split"):
         load_scenes(path, "dev")
-    with pytest.raises(FileNotFoundError, match="train.npz"):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
         load_scenes(tmp_path, "train")
 
 

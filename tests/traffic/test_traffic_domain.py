@@ -6,7 +6,7 @@ import torch
 
 from genneg.config import RunConfig
 from genneg.domain import Domain
-from genneg.oracle import label
+from genneg.labelling import label
 
 from domains.traffic.features import decode_boxes, encode_boxes
 
@@ -20,7 +20,7 @@ def test_domain_contract_and_presets(tiny_domain):
         tiny_domain.make_denoiser_net(dict(cfg.net))
         tiny_domain.make_classifier_net(dict(cfg.classifier_net))
     with pytest.raises(ValueError, match="map_lines"):
-        type(tiny_domain)(preset="tiny", map_lines=999)
+        type(tiny_domain)(preset="tiny", map_lines=0)
     with pytest.raises(ValueError, match="unknown SUMO data preset"):
         type(tiny_domain)(preset="huge")
 
@@ -40,8 +40,9 @@ def test_features_round_trip():
 def test_dataset_conditions_and_decode(tiny_domain):
     x0, cond = tiny_domain.dataset("train")
     s, n = cond["defined"].shape
-    assert x0.shape == (s, n, 6) == (s, tiny_domain.max_vehicles, 6)
-    assert cond["map"].shape == (s, 8, 6, 5) and cond["map_defined"].shape == (s, 8)
+    assert x0.shape == (s, n, 6) == (s, tiny_domain.max_vehicles - 1, 6)  # the others; the ego is in cond
+    assert cond["map"].shape == (s, 96, 5, 6) and cond["map_defined"].shape == (s, 96)
+    assert cond["ego"].shape == (s, 6) and cond["map"].dtype == torch.float16
     assert all(isinstance(v, torch.Tensor) for v in cond.values())
     table = tiny_domain.table
     start, stop = table.split_ranges["train"]
@@ -56,7 +57,9 @@ def test_dataset_conditions_and_decode(tiny_domain):
     lo, hi = table.split_ranges["test"]
     assert ((c1["scene"] >= lo) & (c1["scene"] < hi)).all()
     assert not torch.equal(c1["scene"], tiny_domain.conditions(50, "test", seed=4)["scene"])
-    assert tiny_domain.sample_shape(c1, 50) == (50, tiny_domain.max_vehicles, 6)
+    assert tiny_domain.sample_shape(c1, 50) == (50, tiny_domain.max_vehicles - 1, 6)
+    np.testing.assert_allclose(decoded["boxes"][:, 0, :3], 0.0, atol=1e-6)  # the ego, at the origin facing +x
+    assert decoded["defined"][:, 0].all()
     with pytest.raises(ValueError, match="needs their cond"):
         tiny_domain.decode(x0, None)
     with pytest.raises(ValueError, match="unknown split"):
@@ -64,16 +67,16 @@ def test_dataset_conditions_and_decode(tiny_domain):
 
 
 def _two_car_scene(domain):
-    """A test scene with at least two vehicles, as (x0 [1, N, 6], cond)."""
+    """A test scene with the ego and at least one other vehicle, as (x0 [1, N - 1, 6], cond)."""
     x0, cond = domain.dataset("test")
-    i = int(np.flatnonzero(cond["defined"].sum(1).numpy() >= 2)[0])
+    i = int(np.flatnonzero(cond["defined"].sum(1).numpy() >= 1)[0])
     return x0[i : i + 1].clone(), {k: v[i : i + 1] for k, v in cond.items()}
 
 
 def test_oracle_flags_collisions_and_offroad_and_composes(tiny_domain):
     x0, cond = _two_car_scene(tiny_domain)
     crash, off = x0.clone(), x0.clone()
-    crash[0, 1, :4] = crash[0, 0, :4]  # vehicle 1 on top of vehicle 0
+    crash[0, 0, :4] = cond["ego"][0, :4]  # the first other vehicle on top of the ego: the ego is checked too
     off[0, 0, :2] = 1.95  # ~49 m out on both axes: off any road of the crop
     xs = torch.cat([x0, crash, off])
     cs = {k: v.repeat((3,) + (1,) * (v.ndim - 1)) for k, v in cond.items()}
@@ -94,8 +97,9 @@ def test_penalty_zero_on_data_positive_on_infractions_and_descends(tiny_domain):
     x0, cond = tiny_domain.dataset("val")
     assert (tiny_domain.penalty(x0, cond) == 0).all()
     x, c = _two_car_scene(tiny_domain)
-    x[0, 1, :4] = x[0, 0, :4] + torch.tensor([0.04, 0.0, 0.0, 0.0])  # 1 m ahead: deep overlap
-    x[0, 0, 1] += 0.3  # 7.5 m sideways: off the road
+    x[0, 0, :4] = c["ego"][0, :4] + torch.tensor([0.04, 0.3, 0.0, 0.0])  # 1 m ahead, 7.5 m aside: off the road
+    if c["defined"][0, 1]:
+        x[0, 1, :4] = c["ego"][0, :4] + torch.tensor([0.04, 0.0, 0.0, 0.0])  # 1 m ahead of the ego: deep overlap
     x = x.requires_grad_(True)
     start = tiny_domain.penalty(x, c)
     assert start.item() > 1.0
@@ -111,13 +115,28 @@ def test_penalty_zero_on_data_positive_on_infractions_and_descends(tiny_domain):
 def test_max_vehicles_keeps_the_nearest_slots(tiny_data_dir, tiny_domain):
     from domains.traffic import TrafficDomain
 
-    small = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, max_vehicles=2, map_lines=8, map_points=6)
+    small = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, max_vehicles=2, map_lines=96, map_points=5)
     assert small.prepare_data() == tiny_domain.prepare_data()  # same cached data, no regeneration
     x0, cond = small.dataset("train")
     full, full_cond = tiny_domain.dataset("train")
-    assert x0.shape == (full.shape[0], 2, 6) and small.sample_shape(cond, 3) == (3, 2, 6)
-    torch.testing.assert_close(x0, full[:, :2])  # the centre vehicle and its nearest neighbour
-    torch.testing.assert_close(cond["defined"], full_cond["defined"][:, :2])
+    assert x0.shape == (full.shape[0], 1, 6) and small.sample_shape(cond, 3) == (3, 1, 6)
+    torch.testing.assert_close(x0, full[:, :1])  # the ego's nearest neighbour
+    torch.testing.assert_close(cond["defined"], full_cond["defined"][:, :1])
     assert small.oracle()(small.decode(x0, cond)).valid.all()
-    with pytest.raises(ValueError, match="max_vehicles"):
-        TrafficDomain(preset="tiny", max_vehicles=13)
+    for bad in (1, 13):
+        with pytest.raises(ValueError, match="max_vehicles"):
+            TrafficDomain(preset="tiny", max_vehicles=bad)
+
+
+def test_map_crop_covers_the_data_vehicles(tiny_data_dir, tiny_domain):
+    """Cropping by coverage: (nearly) every data vehicle is within 2 m of a lane segment its scene sees; a crop
+    capped at 8 segments (a count budget, as before) misses many."""
+    from domains.traffic import TrafficDomain
+
+    full = tiny_domain.coverage("train")
+    assert full["vehicles"] > 500 and full["uncovered"] < 0.01
+    capped = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, map_lines=8).coverage("train")
+    assert capped["uncovered"] > 0.1 and capped["scenes_at_max_segments"] > 0.9
+    cond = tiny_domain.conditions(4, "train", seed=0)
+    poly, mdef = tiny_domain.table.polylines(cond["scene"].numpy())
+    assert set(np.unique(poly[mdef][..., 5])) == {0.0, 1.0}  # junction-internal segments are flagged

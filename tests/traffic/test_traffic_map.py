@@ -49,23 +49,47 @@ def test_sumo_reader_reads_gzip_and_keeps_internal_lanes(grid_net, tmp_path):
 
 def test_crop_in_scene_frame(grid_net):
     road = read_sumo_net(grid_net)
-    centre, yaw, radius = np.array([50.0, -1.6]), 0.0, 30.0  # on the lower horizontal road, facing +x
-    crop = road.crop(centre, yaw, radius, num_points=10, max_lines=16)
-    assert crop.polylines.shape == (16, 10, 5) and crop.defined.shape == (16,)
+    centre, yaw, radius = np.array([50.0, -1.6]), 0.0, 55.0  # on the lower horizontal road, facing +x
+    crop = road.crop(centre, yaw, radius, num_points=10, max_lines=128)
+    assert crop.polylines.shape == (128, 10, 6) and crop.defined.shape == (128,)
     lines = crop.polylines[crop.defined]
     assert len(lines) >= 2 and not crop.polylines[~crop.defined].any()
-    assert np.linalg.norm(lines[..., :2], axis=-1).max() <= radius + 1e-3
+    seg_len = np.linalg.norm(np.diff(lines[..., :2], axis=1), axis=-1).sum(1)
+    assert seg_len.max() <= 20.0 + 1e-3  # cut into segments of at most 20 m
+    near = np.linalg.norm(lines[..., :2], axis=-1).min(1)  # every segment reaches into the disc (point spacing slack)
+    assert near.max() <= radius + 20.0 / 9 + 1e-3 and (np.diff(near) > -20.0 / 9).all()  # nearest first
     np.testing.assert_allclose(np.linalg.norm(lines[..., 2:4], axis=-1), 1.0, atol=1e-5)
     travel = np.sign(lines[:, -1, 0] - lines[:, 0, 0])  # straight lanes: tangent agrees with point order
     straight = np.abs(lines[:, :, 3]).max(1) < 1e-3
     np.testing.assert_array_equal(np.sign(lines[straight, 0, 2]), travel[straight])
     assert {1.0, -1.0} <= set(travel[straight])  # both directions of a two-way road
+    assert {0.0, 1.0} == set(lines[..., 5].ravel())  # junction-internal segments are flagged
     assert crop.drivable_area.contains(shapely.Point(0, 0))
-    rotated = road.crop(centre, np.pi / 2, radius, 10, 16)  # same place, frame turned: x -> -y
+    rotated = road.crop(centre, np.pi / 2, radius, 10, 128)  # same place, frame turned: x -> -y
     np.testing.assert_allclose(rotated.drivable_area.area, crop.drivable_area.area, rtol=1e-9)
     np.testing.assert_allclose(to_scene_frame([[1.0, 0.0]], [0.0, 0.0], np.pi / 2), [[0.0, -1.0]], atol=1e-12)
     far = road.crop([1e4, 1e4], 0.0, radius, 10, 16)
     assert not far.defined.any() and far.drivable_area.is_empty
+
+
+def test_crop_by_coverage_keeps_every_lane_near_the_centre(grid_net):
+    """Every lane within the radius is seen (no count budget used up by junction lanes) unless the maximum cuts it."""
+    from domains.traffic.map import select_segments
+
+    road = read_sumo_net(grid_net)
+    segs = road.segments(20.0, 5)
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(road.bounds[:2], road.bounds[2:], (200, 2))
+    idx, dropped = select_segments(segs, centres, 25.0, 256)
+    assert not dropped.any()
+    for c, row in zip(centres[:40], idx[:40]):
+        near = shapely.dwithin(road.lines, shapely.Point(c), 25.0)  # lanes within reach
+        seen = shapely.union_all(segs.lines[row[row >= 0]])
+        assert shapely.distance(shapely.Point(c), shapely.intersection(road.lines[near], seen.buffer(1e-6))).max() \
+            <= 25.0 + 1e-6 if near.any() else (row < 0).all()
+    small, dropped = select_segments(segs, centres, 25.0, 4)
+    np.testing.assert_array_equal(small, idx[:, :4])  # the maximum keeps the nearest
+    assert (dropped == np.maximum((idx >= 0).sum(1) - 4, 0)).all()
 
 
 @pytest.mark.parametrize("content, error", [(None, FileNotFoundError), (b"", ValueError),
@@ -93,13 +117,13 @@ def test_lanelet2_reader(tmp_path):
     assert road.drivable_area.area == pytest.approx(700.0, rel=1e-4)
     np.testing.assert_allclose(road.widths, 3.5, rtol=1e-4)
     assert not road.drivable_area.contains(shapely.Point(62, 10))
-    crop = road.crop([50.0, 1.75], 0.0, 20.0, num_points=5, max_lines=4)
+    crop = road.crop([50.0, 1.75], 0.0, 20.0, num_points=5, max_lines=8)
     lines = crop.polylines[crop.defined]
-    assert len(lines) == 2
-    assert sorted(np.round(lines[:, 0, 2]).tolist()) == [-1.0, 1.0]  # one lane each way
-    east = lines[lines[:, 0, 2] > 0][0]
+    assert len(lines) == 6  # 100 m lanes in 20 m segments: 3 per lane reach within 20 m of x = 50
+    assert sorted(np.round(lines[:, 0, 2]).tolist()) == [-1.0] * 3 + [1.0] * 3  # one lane each way
+    east = lines[0]  # nearest first: the east lane's segment under the centre
     np.testing.assert_allclose(east[:, 1], 0.0, atol=1e-4)  # the centre sits on the east lane's centreline
-    np.testing.assert_allclose(east[[0, -1], 0], [-20, 20], atol=1e-3)
+    np.testing.assert_allclose(east[[0, -1], 0], [-10, 10], atol=1e-3)
 
 
 def test_lanelet2_reader_errors(tmp_path):

@@ -13,7 +13,7 @@ def batch(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, N, 6, generator=g)
     defined = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    cond = {"defined": defined, "map": torch.randn(B, L, P, 5, generator=g),
+    cond = {"ego": torch.randn(B, 6, generator=g), "defined": defined, "map": torch.randn(B, L, P, 6, generator=g),
             "map_defined": torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)}
     return x, torch.randn(B, generator=g), cond
 
@@ -52,12 +52,17 @@ def test_padded_slots_and_lines_do_not_affect_defined_outputs(net, grad):
     x3 = x.clone()
     x3[0, 0] += 1.0  # a defined vehicle does matter
     assert not torch.allclose(net(x3, c_noise, cond)[0], a[0].detach())
+    cond3 = {**cond, "ego": cond["ego"].clone()}
+    cond3["ego"][1, 4] += 1.0  # and so does the ego's box, even in a scene with no other vehicle defined
+    at = (1, 0) if net.out_kind == "denoiser" else 1  # scene 1's only other vehicle, or its logit
+    assert not torch.allclose(net(x, c_noise, cond3)[at], a[at].detach())
 
 
 def test_permutation_equivariance_over_vehicles_and_invariance_over_lines(net):
     x, c_noise, cond = batch()
     perm, lperm = torch.tensor([3, 0, 4, 2, 1]), torch.tensor([2, 0, 3, 1])
-    permuted = {"defined": cond["defined"][:, perm], "map": cond["map"][:, lperm], "map_defined": cond["map_defined"][:, lperm]}
+    permuted = {"ego": cond["ego"], "defined": cond["defined"][:, perm], "map": cond["map"][:, lperm],
+                "map_defined": cond["map_defined"][:, lperm]}
     with torch.no_grad():
         a, b = net(x, c_noise, cond), net(x[:, perm], c_noise, permuted)
     expected = a[:, perm] if net.out_kind == "denoiser" else a

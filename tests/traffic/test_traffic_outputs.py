@@ -17,21 +17,22 @@ from domains.traffic.plot import INVALID, VALID  # noqa: E402
 
 
 def _scene_with(domain, k):
+    """A test scene of the ego and at least k - 1 others, as (x0 [1, N - 1, 6], cond)."""
     x0, cond = domain.dataset("test")
-    i = int(np.flatnonzero(cond["defined"].sum(1).numpy() >= k)[0])
+    i = int(np.flatnonzero(cond["defined"].sum(1).numpy() >= k - 1)[0])
     return x0[i : i + 1].clone(), {key: v[i : i + 1] for key, v in cond.items()}
 
 
 def test_plot_marks_infracting_boxes_red(tiny_domain):
     x0, cond = _scene_with(tiny_domain, 3)
-    x0[0, 1, :4] = x0[0, 0, :4]  # vehicles 0 and 1 collide; the others are fine
+    x0[0, 0, :4] = cond["ego"][0, :4]  # the ego and the first other vehicle collide; the others are fine
     samples = tiny_domain.decode(x0, cond)
     result = tiny_domain.oracle()(samples)
     fig, ax = plt.subplots()
     tiny_domain.plot(samples, None, result, ax, title="stage")
     boxes = [p for p in ax.patches if p.get_zorder() == 2]
     colours = [to_hex(p.get_facecolor()[:3]) for p in boxes]
-    n = int(cond["defined"].sum())
+    n = 1 + int(cond["defined"].sum())  # the ego is drawn too
     assert len(boxes) == n and colours[:2] == [INVALID, INVALID] and set(colours[2:]) == {VALID}
     assert any(p.get_zorder() == 0 for p in ax.patches)  # the drivable area is drawn
     assert "invalid 100.0%" in ax.get_title() and "collision 100.0%" in ax.get_title()

@@ -2,9 +2,9 @@
 
 from domains.traffic.data.config import PRESETS, REAL_NETWORKS, SceneConfig, SumoDataConfig, sumo_preset
 from domains.traffic.data.interaction import load_interaction, read_tracks
-from domains.traffic.data.store import generate_scenes, load_scenes, read_manifest
+from domains.traffic.data.store import generate_scenes, load_road_maps, load_scenes, read_manifest
 
 __all__ = [
     "PRESETS", "REAL_NETWORKS", "SceneConfig", "SumoDataConfig", "sumo_preset",
-    "generate_scenes", "load_scenes", "read_manifest", "load_interaction", "read_tracks",
+    "generate_scenes", "load_scenes", "load_road_maps", "read_manifest", "load_interaction", "read_tracks",
 ]

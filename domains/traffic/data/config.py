@@ -28,22 +28,18 @@ class SceneConfig:
     Attributes:
         max_vehicles: N, vehicle slots per scene (padded with ``defined=False``).
         radius: R in metres; a scene holds the N vehicles nearest its centre vehicle with centres within R.
-        map_lines: lane pieces kept per map crop (padded).
-        map_points: points per resampled lane piece.
         area_margin: metres added to R when cropping the drivable area, so edge boxes are judged fairly.
         offroad_tolerance: metres a corner may stick out of the drivable area (nuPlan: 0.3).
     """
 
     max_vehicles: int = 12
     radius: float = 50.0
-    map_lines: int = 32
-    map_points: int = 20
     area_margin: float = 10.0
     offroad_tolerance: float = 0.3
 
     def __post_init__(self):
-        if self.max_vehicles < 1 or self.map_lines < 1 or self.map_points < 2:
-            raise ValueError(f"SceneConfig needs max_vehicles >= 1, map_lines >= 1, map_points >= 2: {self}")
+        if self.max_vehicles < 1:
+            raise ValueError(f"SceneConfig needs max_vehicles >= 1: {self}")
         if not self.radius > 0 or self.area_margin < 0 or self.offroad_tolerance < 0:
             raise ValueError(f"SceneConfig needs radius > 0, area_margin >= 0, offroad_tolerance >= 0: {self}")
 
@@ -121,6 +117,10 @@ PRESETS = {
                  snapshots=20, snapshot_every=5.0, centres_per_snapshot=6),
     # a few thousand scenes; one real network is test-only
     "demo": dict(name="demo"),
+    # ~100k scenes for the CPU base (N = 12): 120 generated training networks of every kind, 12 + 12 held out,
+    # two real networks in training and one each for val and test (reported apart); 32 centres per snapshot
+    "cpu": dict(name="cpu", generated=(120, 12, 12), grid_number=(2, 6), snapshots=30, centres_per_snapshot=32,
+                real=(("braunschweig", "train"), ("berlin_drt", "train"), ("a10kw", "val"), ("ingolstadt", "test"))),
     # tens of thousands of scenes for a GPU run: more networks and snapshots, two real networks in training
     "paper": dict(name="paper", generated=(40, 5, 5), snapshots=80, centres_per_snapshot=8,
                   real=(("braunschweig", "train"), ("berlin_drt", "train"), ("a10kw", "val"), ("ingolstadt", "test"))),

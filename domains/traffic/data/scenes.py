@@ -41,12 +41,14 @@ def boxes_from_sumo(front_xy, angle_deg, length, width) -> np.ndarray:
 
 @dataclass
 class SceneArrays:
-    """A batch of S scenes (numpy arrays, first axis S); ``drivable_area`` holds S Shapely geometries."""
+    """A batch of S scenes (numpy arrays, first axis S); ``drivable_area`` holds S Shapely geometries.
+
+    The map a model sees is not stored per scene: it is cut from the network's lanes at the scene's ``origin``
+    (``domains.traffic.map.select_segments``), so a change of the crop needs no new simulation.
+    """
 
     boxes: np.ndarray  # [S, N, 5] float32, scene frame
     defined: np.ndarray  # [S, N] bool
-    map_polylines: np.ndarray  # [S, L, P, 5] float32 (x, y, dx, dy, width)
-    map_defined: np.ndarray  # [S, L] bool
     drivable_area: np.ndarray  # [S] object (Shapely geometries in the scene frame)
     origin: np.ndarray  # [S, 3] float64: world (x, y, yaw) of the scene frame
     time: np.ndarray  # [S] float32: seconds into the simulation / recording
@@ -88,18 +90,15 @@ def extract_scenes(world: np.ndarray, road_map: RoadMap, centres, cfg: SceneConf
     Returns:
         SceneArrays with one scene per centre.
     """
-    boxes, defined, polylines, map_defined, areas, origin = [], [], [], [], [], []
+    boxes, defined, areas, origin = [], [], [], []
     for c in np.asarray(centres, int):
         b, d = _gather(world, c, cfg)
-        crop = road_map.crop(world[c, :2], world[c, 2], cfg.radius, cfg.map_points, cfg.map_lines, cfg.area_margin)
         boxes.append(b), defined.append(d), origin.append(world[c, :3])
-        polylines.append(crop.polylines), map_defined.append(crop.defined), areas.append(crop.drivable_area)
+        areas.append(road_map.area_crop(world[c, :2], world[c, 2], cfg.radius + cfg.area_margin))
     s = len(boxes)
     return SceneArrays(
         boxes=np.asarray(boxes, np.float32).reshape(s, cfg.max_vehicles, 5),
         defined=np.asarray(defined, bool).reshape(s, cfg.max_vehicles),
-        map_polylines=np.asarray(polylines, np.float32).reshape(s, cfg.map_lines, cfg.map_points, 5),
-        map_defined=np.asarray(map_defined, bool).reshape(s, cfg.map_lines),
         drivable_area=np.array(areas + [None], dtype=object)[:-1],  # keeps a 1-D object array
         origin=np.asarray(origin, np.float64).reshape(s, 3),
         time=np.full(s, time, np.float32),
@@ -124,10 +123,9 @@ def filter_valid(scenes: SceneArrays, cfg: SceneConfig, stats: dict[str, int]) -
 def concat_scenes(parts: list[SceneArrays], cfg: SceneConfig) -> SceneArrays:
     """Concatenates scene batches (an empty list gives zero scenes with the right shapes)."""
     if not parts:
-        n, lines, points = cfg.max_vehicles, cfg.map_lines, cfg.map_points
-        return SceneArrays(np.zeros((0, n, 5), np.float32), np.zeros((0, n), bool),
-                           np.zeros((0, lines, points, 5), np.float32), np.zeros((0, lines), bool),
-                           np.zeros(0, object), np.zeros((0, 3)), np.zeros(0, np.float32))
+        n = cfg.max_vehicles
+        return SceneArrays(np.zeros((0, n, 5), np.float32), np.zeros((0, n), bool), np.zeros(0, object),
+                           np.zeros((0, 3)), np.zeros(0, np.float32))
     return SceneArrays(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in vars(parts[0])})
 
 

@@ -1,15 +1,16 @@
-"""Scene data on disk: one ``<split>.npz`` per split plus ``manifest.json``, generated once per config.
+"""Scene data on disk: one file per network plus ``manifest.json``, generated once per config.
 
 Layout of ``<out_dir>/sumo-<preset>-<digest>/``::
 
-    manifest.json        resolved config, digest, networks (split, files, counts), totals, timings
-    train.npz val.npz test.npz
-    networks/            the network, vehicle-type and route files of every generated network
+    manifest.json                 resolved config, digest, networks (split, files, counts), totals, timings
+    networks/<name>.scenes.npz    one per network, written as soon as its simulation finishes (resume point)
+    networks/                     the network, vehicle-type and route files of every generated network
 
-Arrays in each ``.npz`` (S scenes, N vehicles, L lane pieces, P points): ``boxes [S, N, 5]`` float32,
-``defined [S, N]``, ``map_polylines [S, L, P, 5]`` float32, ``map_defined [S, L]``, ``origin [S, 3]``,
-``time [S]``, ``network [S]`` (index into ``network_names``), ``network_names [K]`` and the drivable-area crops
-as WKB (``area_wkb``, ``area_offsets``). Nothing needs ``allow_pickle``.
+Arrays of a network file (S scenes, N vehicles): ``boxes [S, N, 5]`` float32 (scene frame), ``defined [S, N]``,
+``origin [S, 3]`` (world x, y, yaw of each scene frame), ``time [S]``, and the network's geometry in its own frame:
+lane centrelines (``lane_xy`` with ``lane_offsets``), ``lane_width``, ``lane_internal`` and the drivable area as
+WKB (``area_wkb``). Scene-frame map crops and drivable areas are cut from that geometry when the data are loaded,
+so a change of the crop never needs a new simulation. Nothing needs ``allow_pickle``.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import numpy as np
 from genneg.checkpoint import read_json, read_npz
 
 from domains.traffic.data.config import SPLITS, SumoDataConfig
-from domains.traffic.data.scenes import SceneArrays, concat_scenes, decode_areas, encode_areas
+from domains.traffic.data.scenes import SceneArrays
 
-__all__ = ["generate_scenes", "load_scenes", "save_split", "read_manifest"]
+__all__ = ["generate_scenes", "load_scenes", "load_road_maps", "read_manifest", "geometry_arrays"]
 
 MANIFEST = "manifest.json"
-_SPLIT_KEYS = ("boxes", "defined", "map_polylines", "map_defined", "origin", "time", "network", "network_names",
-               "area_wkb", "area_offsets")
+_SCENE_KEYS = ("boxes", "defined", "origin", "time")
+_GEOMETRY_KEYS = ("lane_xy", "lane_offsets", "lane_width", "lane_internal", "area_wkb")
 
 
 def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
@@ -72,15 +73,9 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
         _run_networks(executor, todo, cfg, folder, done, progress)
     elif todo:
         ctx = mp.get_context("spawn")  # libsumo: one simulation at a time per process, never forked mid-run
-        with cf.ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx, initializer=_one_thread) as pool:
             _run_networks(pool, todo, cfg, folder, done, progress)
     results = [done[s.name] for s in specs]
-    names = [s.name for s in specs]
-    for split in SPLITS:
-        parts = [(i, r[0]) for i, (s, r) in enumerate(zip(specs, results)) if s.split == split]
-        scenes = concat_scenes([p for _, p in parts], cfg.scene)
-        network = np.concatenate([np.full(len(p), i, np.int16) for i, p in parts]) if parts else np.zeros(0, np.int16)
-        save_split(folder / f"{split}.npz", scenes, network, names)
     manifest = _manifest(cfg, specs, results, folder, time.perf_counter() - start)
     tmp = folder / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
@@ -89,42 +84,75 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
 
 
 def _run_networks(executor: cf.Executor, todo, cfg: SumoDataConfig, folder: Path, done: dict, progress) -> None:
-    """Submits one job per network; saves each network's scenes as it comes back (in network order)."""
+    """Submits one job per network; saves each network's scenes as soon as its job finishes (in any order: a slow
+    network never holds back the saving of the others, so a killed run loses only the networks in flight)."""
     from domains.traffic.data.sumo import run_network
 
-    futures = [executor.submit(run_network, s, cfg, str(folder / "networks")) for s in todo]
-    for spec, fut in zip(todo, futures):
+    futures = {executor.submit(run_network, s, cfg, str(folder / "networks")): s for s in todo}
+    for fut in cf.as_completed(futures):
+        spec = futures[fut]
         done[spec.name] = fut.result()
         _save_network(folder, spec.name, *done[spec.name])
         if progress:
             progress(spec.name, done[spec.name][1])
 
 
+def _one_thread() -> None:
+    """Pool initialiser: one BLAS / torch thread per worker process (the workers are the parallelism)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _network_path(folder: Path, name: str) -> Path:
     return folder / "networks" / f"{name}.scenes.npz"
 
 
+def geometry_arrays(road_map) -> dict[str, np.ndarray]:
+    """A ``RoadMap``'s lanes and drivable area as plain arrays (what a network file stores)."""
+    import shapely
+
+    coords = [shapely.get_coordinates(line) for line in road_map.lines]
+    return {"lane_xy": np.concatenate(coords), "lane_offsets": np.cumsum([0] + [len(c) for c in coords]),
+            "lane_width": road_map.widths, "lane_internal": road_map.internal,
+            "area_wkb": np.frombuffer(shapely.to_wkb(road_map.drivable_area), np.uint8)}
+
+
+def _road_map(data: dict, name: str):
+    import shapely
+
+    from domains.traffic.map import RoadMap
+
+    off = data["lane_offsets"]
+    lines = [data["lane_xy"][a:b] for a, b in zip(off[:-1], off[1:])]
+    area = shapely.from_wkb(data["area_wkb"].tobytes())
+    return RoadMap(area, lines, data["lane_width"], name=name, internal=data["lane_internal"])
+
+
 def _save_network(folder: Path, name: str, scenes: SceneArrays, stats: dict) -> None:
-    """One finished network's scenes and stats (atomically; the stats as a JSON string, no pickle)."""
-    area_wkb, area_offsets = encode_areas(scenes.drivable_area)
-    arrays = {k: v for k, v in vars(scenes).items() if k != "drivable_area"}
+    """One finished network's scenes, geometry and stats (atomically; the stats as a JSON string, no pickle)."""
+    arrays = {k: getattr(scenes, k) for k in _SCENE_KEYS}
     path = _network_path(folder, name)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays, area_wkb=area_wkb, area_offsets=area_offsets, stats=np.array(json.dumps(stats)))
+    np.savez_compressed(tmp, **arrays, **stats.pop("geometry"), stats=np.array(json.dumps(stats)))
     os.replace(tmp, path)
 
 
+def _read_network(folder: Path, name: str) -> dict:
+    return read_npz(_network_path(folder, name), f"traffic network {name}", ("stats",) + _SCENE_KEYS + _GEOMETRY_KEYS)
+
+
 def _load_network(folder: Path, name: str) -> tuple[SceneArrays, dict] | None:
-    """What ``_save_network`` wrote, or None when the network is not done (or its file is unreadable)."""
-    path = _network_path(folder, name)
-    if not path.is_file():
+    """Scenes (without their areas) and stats of a finished network, or None when it is not done (or unreadable)."""
+    if not _network_path(folder, name).is_file():
         return None
     try:
-        data = read_npz(path, "network scenes", ("stats", "area_wkb", "area_offsets"))
-        stats = json.loads(str(data.pop("stats")))
-        areas = decode_areas(data.pop("area_wkb"), data.pop("area_offsets"))
-        return SceneArrays(**data, drivable_area=areas), stats
-    except (ValueError, TypeError):
+        data = _read_network(folder, name)
+        stats = json.loads(str(data["stats"]))
+        return SceneArrays(**{k: data[k] for k in _SCENE_KEYS}, drivable_area=np.zeros(0, object)), stats
+    except (ValueError, TypeError, KeyError):
         return None  # redone, never trusted
 
 
@@ -135,7 +163,8 @@ def _is_complete(folder: Path, cfg: SumoDataConfig) -> bool:
         manifest = read_manifest(folder)
     except ValueError:
         return False
-    return manifest.get("digest") == cfg.digest() and all((folder / f"{s}.npz").is_file() for s in SPLITS)
+    return manifest.get("digest") == cfg.digest() and all(_network_path(folder, n["name"]).is_file()
+                                                          for n in manifest["networks"])
 
 
 def _manifest(cfg, specs, results, folder: Path, seconds: float) -> dict:
@@ -155,16 +184,6 @@ def _manifest(cfg, specs, results, folder: Path, seconds: float) -> dict:
             "valid_scenes_per_second": round(totals["scenes_kept"] / max(seconds, 1e-9), 1)}
 
 
-def save_split(path: Path, scenes: SceneArrays, network: np.ndarray, network_names: list[str]) -> None:
-    """Writes one split (atomically: a temporary file, then ``os.replace``)."""
-    area_wkb, area_offsets = encode_areas(scenes.drivable_area)
-    arrays = {k: v for k, v in vars(scenes).items() if k != "drivable_area"}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays, network=network, network_names=np.asarray(network_names, dtype=str),
-                        area_wkb=area_wkb, area_offsets=area_offsets)
-    os.replace(tmp, path)
-
-
 def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
@@ -173,20 +192,30 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 
 def load_scenes(folder: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
-    """Loads one split as a dict of numpy arrays.
+    """Loads one split's scenes (every network of the split, in manifest order) as a dict of numpy arrays.
 
     Returns:
-        ``boxes [S, N, 5]``, ``defined [S, N]``, ``map_polylines [S, L, P, 5]``, ``map_defined [S, L]``,
-        ``drivable_area [S]`` (Shapely geometries, scene frame), ``origin [S, 3]``, ``time [S]``,
-        ``network [S]`` (int), ``network_name [S]`` (str).
+        ``boxes [S, N, 5]``, ``defined [S, N]``, ``origin [S, 3]``, ``time [S]``, ``network [S]`` (index into the
+        manifest's networks), ``network_name [S]`` (str).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-    path = Path(folder) / f"{split}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"no {split} split in {folder} ({path.name} is missing)")
-    data = read_npz(path, f"traffic {split} scenes", _SPLIT_KEYS)
-    data["drivable_area"] = decode_areas(data.pop("area_wkb"), data.pop("area_offsets"))
-    names = data.pop("network_names")
-    data["network_name"] = names[data["network"]] if len(names) else np.zeros(0, str)
-    return data
+    networks = read_manifest(folder)["networks"]
+    parts = {k: [] for k in _SCENE_KEYS + ("network", "network_name")}
+    for i, net in enumerate(networks):
+        if net["split"] != split:
+            continue
+        data = _read_network(Path(folder), net["name"])
+        for k in _SCENE_KEYS:
+            parts[k].append(data[k])
+        parts["network"].append(np.full(len(data["boxes"]), i, np.int32))
+        parts["network_name"].append(np.full(len(data["boxes"]), net["name"]))
+    if not parts["boxes"]:
+        raise ValueError(f"split {split!r} has no network in {folder}")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def load_road_maps(folder: str | os.PathLike) -> list:
+    """The ``RoadMap`` of every network of the data set, in manifest order (from the stored geometry)."""
+    networks = read_manifest(folder)["networks"]
+    return [_road_map(_read_network(Path(folder), n["name"]), n["name"]) for n in networks]

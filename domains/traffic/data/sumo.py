@@ -162,6 +162,7 @@ def _snapshot(veh, vclasses, counts) -> np.ndarray:
 
 def run_network(spec: NetworkSpec, cfg: SumoDataConfig, folder: str) -> tuple[SceneArrays, dict]:
     """One process-pool job: network -> routes -> simulation -> valid scenes of this network, and its stats."""
+    from domains.traffic.data.store import geometry_arrays
     from domains.traffic.map import read_sumo_net
 
     folder = Path(folder)
@@ -180,4 +181,5 @@ def run_network(spec: NetworkSpec, cfg: SumoDataConfig, folder: str) -> tuple[Sc
         parts.append(filter_valid(extract_scenes(world, road_map, centres, cfg.scene, t), cfg.scene, stats))
     stats["network_file"] = str(net)
     stats["route_file"] = str(routes)
+    stats["geometry"] = geometry_arrays(road_map)  # stored with the scenes, not in the manifest
     return concat_scenes(parts, cfg.scene), stats
