@@ -93,7 +93,11 @@ def test_net_uses_label_sigma_and_checks_inputs():
 def test_domain_contract_and_data(domain):
     from genneg.domain import Domain
 
-    assert isinstance(domain, Domain) and {"tiny", "demo", "paper"} <= set(domain.presets())
+    assert isinstance(domain, Domain) and {"tiny", "demo", "cpu", "paper"} <= set(domain.presets())
+    cpu = domain.presets()["cpu"]
+    params = sum(p.numel() for p in domain.make_denoiser_net(dict(cpu.net)).parameters())
+    assert 1e6 <= params <= 2e6 and cpu.net["width"] >= 192 and cpu.net["depth"] >= 4 and cpu.net["kernel"] > 0
+    assert domain.make_classifier_net(dict(cpu.classifier_net)).head == "frames"
     x0, cond = domain.dataset("train")
     d = cond["defined"]
     assert x0.shape[1:] == (40, domain.num_features) and cond["label"].dtype == torch.int64
