@@ -245,6 +245,24 @@ class MotionDomain:
     def make_classifier_net(self, cfg: dict) -> MotionTransformer:
         return self._net({**cfg, "label_dropout": 0.0}, classifier=True)
 
+    def export_arrays(self, samples: dict, cond, result) -> dict[str, np.ndarray]:
+        """One batch of decoded samples and verdicts in the export layout (``export.export_arrays``), for writers
+        that stream large draws batch by batch."""
+        from .export import export_arrays
+
+        return export_arrays(samples, result, self.body, self.label_names)
+
+    def export(self, samples: dict, cond, result, path) -> Path:
+        """Writes decoded samples and the oracle's verdicts as one ``.npz``: AMASS-style SMPL parameters (``poses``
+        [B, T, 72], ``trans`` [B, T, 3], Z up), joints [B, T, 24, 3] and lowest-vertex heights [B, T] (Y up, what
+        the oracles read), the frame ``mask``, labels, ``valid`` and ``reason_<name>`` [B], and the thresholds of
+        :meth:`oracle`'s default rules (``export.write_export``). Returns the path."""
+        from oracles.motion import DEFAULT_THRESHOLDS
+
+        from .export import write_export
+
+        return write_export(path, self.export_arrays(samples, cond, result), self.body, self.fps, DEFAULT_THRESHOLDS)
+
     def plot(self, samples, cond, result, ax, title: str = "") -> None:
         from .plot import plot_lowest_heights
 

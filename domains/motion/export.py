@@ -1,5 +1,6 @@
-"""Exports of motion: per-frame meshes (trimesh ``.obj`` / ``.glb``), AMASS-style SMPL parameters (``.npz``), and
-before/after GIFs of a finished run.
+"""Exports of motion: a batch of samples with their verdicts (``.npz``, what ``MotionDomain.export`` writes), per-frame
+meshes (trimesh ``.obj`` / ``.glb``), one motion's AMASS-style SMPL parameters (``.npz``), and before/after GIFs of
+a finished run.
 
 ``python -m domains.motion.export RUN_DIR [--stages base distilled] [--n 4]`` writes, for the first ``n`` samples
 that the first stage gets wrong, a side-by-side GIF of every stage on the same condition and initial noise (every
@@ -17,7 +18,75 @@ from .data.amass import Z_UP_TO_Y_UP
 from .data.representation import decode as decode_features
 from .rotations import matrix_to_axis_angle
 
-__all__ = ["write_meshes", "write_amass", "export_run"]
+__all__ = ["amass_parameters", "export_arrays", "write_export", "write_meshes", "write_amass", "export_run"]
+
+EXPORT_VERSION = 1
+
+
+def amass_parameters(features: np.ndarray, body) -> tuple[np.ndarray, np.ndarray]:
+    """AMASS-style SMPL parameters (Z up) of physical features [..., 147]: ``poses`` [..., 72] axis-angle (the
+    pelvis's in the Z-up world) and ``trans`` [..., 3] (smplx ``transl``)."""
+    dec = decode_features(np.asarray(features)[..., None, :])  # a one-frame axis for decode's [..., T, 147]
+    rot = dec["rotations"][..., 0, :, :, :].copy()  # [..., 24, 3, 3]
+    rot[..., 0, :, :] = Z_UP_TO_Y_UP.T @ rot[..., 0, :, :]
+    poses = matrix_to_axis_angle(rot).reshape(rot.shape[:-3] + (72,))
+    trans = dec["root"][..., 0, :] @ Z_UP_TO_Y_UP - body.rest_joints[0]  # inverse of root = (trans + rest) Z^T
+    return poses.astype(np.float32), trans.astype(np.float32)
+
+
+def export_arrays(samples: dict, result, body, label_names) -> dict[str, np.ndarray]:
+    """A batch of decoded motion samples and their verdicts as named arrays (the ``.npz`` layout, batch first).
+
+    Args:
+        samples: ``MotionDomain.decode`` output (``features``, ``joints``, ``lowest_height``, ``defined``, ``label``).
+        result: the oracle's ``OracleResult`` on them (or None: no verdict arrays).
+        body: the ``body.Body`` they were posed with; label_names: the domain's clip names.
+
+    Returns:
+        ``poses`` [B, T, 72] and ``trans`` [B, T, 3] (AMASS: axis-angle, Z up), ``joints`` [B, T, 24, 3] and
+        ``lowest_height`` [B, T] (metres, Y up, floor at y = 0: what the oracles read), ``mask`` [B, T] (defined
+        frames), ``label`` [B] and ``label_name`` [B]; with a result, ``valid``, ``judged`` (the oracle's
+        ``defined``) and ``reason_<name>`` [B]. Undefined frames hold zeros.
+    """
+    mask = np.asarray(samples["defined"], bool)
+    b, t = mask.shape
+    poses, trans = np.zeros((b, t, 72), np.float32), np.zeros((b, t, 3), np.float32)
+    if mask.any():
+        poses[mask], trans[mask] = amass_parameters(np.asarray(samples["features"])[mask], body)
+    label = np.asarray(samples["label"])
+    out = {"poses": poses, "trans": trans, "joints": np.asarray(samples["joints"], np.float32),
+           "lowest_height": np.asarray(samples["lowest_height"], np.float32), "mask": mask, "label": label,
+           "label_name": np.asarray(label_names)[label]}  # fmt: skip
+    if result is not None:
+        out.update(valid=result.valid, judged=result.defined, **{f"reason_{k}": v for k, v in result.reasons.items()})
+    return out
+
+
+def write_export(path: str | Path, arrays: dict, body, fps: float, thresholds=None) -> Path:
+    """Writes :func:`export_arrays` output as one ``.npz`` with the batch-wide fields: ``mocap_framerate``,
+    ``gender`` ("neutral"), ``betas`` [10] zeros, ``body`` (its name), ``version`` and the oracle thresholds
+    (``threshold_<field>``) when given. Written beside the target, then renamed."""
+    import dataclasses
+    import os
+    import tempfile
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"a motion export is an .npz file, got {path}")
+    extra = {"mocap_framerate": np.array(float(fps)), "gender": np.array("neutral"), "betas": np.zeros(10, np.float32),
+             "body": np.array(body.name), "version": np.array(EXPORT_VERSION)}  # fmt: skip
+    if thresholds is not None:
+        extra.update({f"threshold_{k}": np.array(v) for k, v in dataclasses.asdict(thresholds).items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays, **extra)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def write_meshes(body, vertices: np.ndarray, folder: str | Path, fmt: str = "obj") -> list[Path]:
@@ -44,11 +113,7 @@ def write_amass(path: str | Path, features: np.ndarray, body, fps: float = 20.0,
     Stored: ``poses`` [T, 72] axis-angle (pelvis in the Z-up world), ``trans`` [T, 3] (smplx ``transl``, Z up),
     ``betas`` [10] zeros, ``mocap_framerate``, ``gender``, ``body``.
     """
-    dec = decode_features(np.asarray(features)[None])
-    rot = dec["rotations"][0].copy()  # [T, 24, 3, 3]
-    rot[:, 0] = Z_UP_TO_Y_UP.T @ rot[:, 0]
-    poses = matrix_to_axis_angle(rot).reshape(len(rot), -1)
-    trans = dec["root"][0] @ Z_UP_TO_Y_UP - body.rest_joints[0]  # inverse of root = (trans + rest) Z^T
+    poses, trans = amass_parameters(features, body)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, poses=poses.astype(np.float32), trans=trans.astype(np.float32), betas=np.zeros(10, np.float32),

@@ -46,6 +46,46 @@ def test_amass_export_reloads_to_the_same_joints(domain, motion, tmp_path):
     assert np.abs(out.joints - joints).max() < 1e-4
 
 
+def test_sample_export_reproduces_the_verdicts(domain, tmp_path):
+    """Stored lowest heights and joints give back the oracle's verdicts; the AMASS parameters give back the joints."""
+    from domains.motion.calibration import TOE_INDICES
+    from domains.motion.data.amass import load_amass, to_smplx_inputs
+    from oracles.motion import MotionThresholds, motion_infractions
+
+    x0, cond = domain.dataset("val")
+    pick = torch.arange(0, len(x0), 6)
+    x0, cond = x0[pick], {k: v[pick] for k, v in cond.items()}
+    g = torch.Generator().manual_seed(1)
+    noisy = torch.cat([x0, x0 + 0.4 * torch.randn(x0.shape, generator=g)]) * torch.cat([cond["defined"]] * 2)[..., None]
+    cond = {k: torch.cat([v, v]) for k, v in cond.items()}
+    samples = domain.decode(noisy, cond)
+    result = domain.oracle()(samples, cond)
+    assert result.valid.any() and not result.valid.all()
+    path = domain.export(samples, cond, result, tmp_path / "motions.npz")
+    with np.load(path, allow_pickle=False) as z:
+        stored = dict(z)
+    b = len(pick) * 2
+    assert stored["poses"].shape == (b, 40, 72) and stored["joints"].shape == (b, 40, 24, 3)
+    assert stored["lowest_height"].shape == (b, 40) and stored["mask"].shape == (b, 40)
+    t = MotionThresholds(**{k[10:]: float(v) for k, v in stored.items() if k.startswith("threshold_")})
+    flags = motion_infractions(stored["lowest_height"], stored["joints"][:, :, TOE_INDICES],
+                               float(stored["mocap_framerate"]), stored["mask"], t)  # fmt: skip
+    for reason, f in flags.items():
+        np.testing.assert_array_equal(f, stored[f"reason_{reason}"])
+    np.testing.assert_array_equal(~np.logical_or.reduce(list(flags.values())), stored["valid"])
+    i = int(np.flatnonzero(~stored["valid"])[0])
+    d = stored["mask"][i]
+    one = tmp_path / "one.npz"
+    np.savez(one, poses=stored["poses"][i][d], trans=stored["trans"][i][d], mocap_framerate=20.0)
+    m = load_amass(one, fps=20.0, pelvis_rest=domain.body.rest_joints[0])
+    out = domain.body.forward(**to_smplx_inputs(m, domain.body.rest_joints[0]))
+    assert np.abs(out.joints - stored["joints"][i][d]).max() < 1e-4
+    assert np.abs(out.vertices[:, :, 1].min(1) - stored["lowest_height"][i][d]).max() < 1e-4
+    assert str(stored["body"]) == "proxy-smpl" and set(stored["label_name"]) <= set(domain.label_names)
+    with pytest.raises(ValueError, match=".npz"):
+        domain.export(samples, cond, result, tmp_path / "motions.json")
+
+
 @pytest.mark.parametrize("fmt", ["obj", "glb"])
 def test_meshes_reload(domain, motion, tmp_path, fmt):
     from domains.motion.export import write_meshes
