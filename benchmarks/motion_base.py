@@ -26,7 +26,7 @@ from genneg.domain import get_domain
 from genneg.evaluate import infraction_summary
 from genneg.generate import generate
 from genneg.models import fit_base
-from genneg.oracle import label
+from genneg.labelling import label
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -106,7 +106,8 @@ def bench_traffic(args) -> tuple[list, dict]:
 
 def bench_motion(args) -> tuple[list, dict]:
     from domains.motion import make_domain
-    from genneg.oracle import get_oracle, label
+    from genneg.oracle import get_oracle
+    from genneg.labelling import label
 
     domain = make_domain(cache_dir=str(BUILD / "motion"))
     x0, cond = domain.dataset("train")

@@ -17,7 +17,7 @@ from common import alternating, measured, setup, table, toy_parser, toy_seed, wr
 
 from genneg.generate import generate
 from genneg.genneg import stack
-from genneg.oracle import label
+from genneg.labelling import label
 
 
 def main():

@@ -222,9 +222,9 @@ def executor_width(ex: cf.Executor | None) -> int:
 
 def labelling_oracle(oracle: Oracle, ex: cf.Executor | None) -> Oracle:
     """``oracle`` itself when ``ex`` is None, else the same oracle with its batches run on ``ex``
-    (``genneg.oracle.on_executor``), cut so that every worker gets a few batches of a typical call."""
+    (``genneg.labelling.on_executor``), cut so that every worker gets a few batches of a typical call."""
     if ex is None:
         return oracle
-    from .oracle import on_executor
+    from .labelling import on_executor
 
     return on_executor(oracle, ex, batch_size=max(64, 4096 // (2 * executor_width(ex))))

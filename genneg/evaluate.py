@@ -12,7 +12,8 @@ from .config import RunConfig
 from .diffusion import Denoiser
 from .generate import timed_generate
 from .likelihood import mean_and_stderr, nll_bound
-from .oracle import Oracle, OracleResult, label
+from .oracle import Oracle, OracleResult
+from .labelling import label
 from .rng import stream_seed
 from .stats import wilson_interval
 

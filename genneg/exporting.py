@@ -17,7 +17,8 @@ from . import distributed
 from .batch import concat
 from .config import SamplerConfig
 from .generate import sample_chunks
-from .oracle import Oracle, OracleResult, label
+from .oracle import Oracle, OracleResult
+from .labelling import label
 
 __all__ = ["export_suffixes", "exports", "export_samples"]
 

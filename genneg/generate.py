@@ -20,7 +20,8 @@ from . import distributed, rng
 from .batch import batch_size_of, concat, take, to_device
 from .config import SamplerConfig
 from .diffusion import Denoiser, karras_sigmas
-from .oracle import Oracle, label
+from .oracle import Oracle
+from .labelling import label
 from .sampling import SAMPLERS
 from .streaming import ArrayWriter
 

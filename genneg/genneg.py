@@ -24,7 +24,8 @@ from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, a
                         denoising_loss, edm_loss)
 from .generate import generate
 from .guidance import GuidanceTerm, guided
-from .oracle import Oracle, OracleResult, label
+from .oracle import Oracle, OracleResult
+from .labelling import label
 from .stats import wilson_interval
 from . import rng
 from .rng import stream_seed

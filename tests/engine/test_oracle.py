@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from genneg.oracle import FunctionOracle, OracleResult, all_of, get_oracle, label, oracle
+from genneg.oracle import FunctionOracle, OracleResult, all_of, get_oracle, oracle
+from genneg.labelling import label
 
 
 def positive(x, cond=None):

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from genneg.oracle import FunctionOracle, OracleOutputError, label, on_executor
+from genneg.oracle import FunctionOracle, OracleOutputError
+from genneg.labelling import label, on_executor
 
 HANG, CRASH = 7.0, 13.0
 release = threading.Event()

@@ -161,7 +161,7 @@ SHIPPED = sorted(p.parent.name for p in (ROOT / "pretrained").glob("*/card.json"
 def check_shipped(folder: Path) -> None:
     """What every shipped model must pass: its card matches the code's preset, it loads and it samples."""
     from genneg.domain import get_domain
-    from genneg.oracle import label
+    from genneg.labelling import label
 
     card = read_card(folder)
     cfg = replace(get_domain(card["domain"]).presets()[card["preset"]], seed=card["seed"])

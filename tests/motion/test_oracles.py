@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from genneg.oracle import get_oracle, label
+from genneg.oracle import get_oracle
+from genneg.labelling import label
 from oracles.motion import (
     CALIBRATION_REPORT,
     DEFAULT_THRESHOLDS,

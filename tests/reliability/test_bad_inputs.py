@@ -33,7 +33,8 @@ from genneg.guidance import GuidanceTerm, guided
 from genneg.likelihood import mean_and_stderr, nll_bound
 from genneg.genneg import load_classifier
 from genneg.models import build_denoiser, load_denoiser
-from genneg.oracle import FunctionOracle, OracleOutputError, OracleResult, get_oracle, label
+from genneg.oracle import FunctionOracle, OracleOutputError, OracleResult, get_oracle
+from genneg.labelling import label
 from genneg.run import run
 from genneg.sampling import sample, sample_heun, sample_stochastic
 from genneg.stats import wilson_interval

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from genneg.distributed import executor, executor_width, labelling_oracle
-from genneg.oracle import label
+from genneg.labelling import label
 from oracles.toy import Checkerboard
 
 distributed_pkg = pytest.importorskip("distributed", reason="the Dask path needs pip install 'genneg[dask]'")
