@@ -21,6 +21,7 @@ from torch import Tensor
 from genneg.config import RunConfig
 from genneg.domain import validate_x0
 from genneg.oracle import Oracle, all_of, get_oracle
+from genneg.rng import numpy_rng
 
 from .data.representation import FRAME_FEATURES, ROOT_FEATURES
 from .data.windows import SPLITS, WindowConfig, cache_windows, load_windows
@@ -136,9 +137,18 @@ class MotionDomain:
         return float(np.round(x0[cond["defined"]].std().item(), 3))
 
     def conditions(self, n: int, split: str = "test", seed: int = 0) -> dict:
-        """``n`` (label, frame mask) pairs drawn with replacement from the split's windows, deterministic by seed."""
+        """``n`` (label, frame mask) pairs of the split's windows, deterministic by seed: a clip drawn uniformly, then
+        one of its windows. Train windows cut to a random prefix (a training augmentation) are never drawn, so the
+        rounds label samples on the same kind of conditions as the evaluation."""
         idx = self._split(split)
-        pick = idx[np.random.default_rng([seed, SPLITS.index(split)]).integers(0, len(idx), n)]
+        idx = idx[~self.data["cut"][idx]]
+        clips = np.unique(self.data["label"][idx])
+        rng = numpy_rng(seed, "motion-conditions", split)
+        chosen = clips[rng.integers(0, len(clips), n)]
+        pick = np.empty(n, np.int64)
+        for c in np.unique(chosen):
+            members = idx[self.data["label"][idx] == c]
+            pick[chosen == c] = members[rng.integers(0, len(members), int((chosen == c).sum()))]
         return {"label": torch.as_tensor(self.data["label"][pick], dtype=torch.long),
                 "defined": torch.as_tensor(self.data["mask"][pick])}  # fmt: skip
 

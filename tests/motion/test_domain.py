@@ -107,6 +107,11 @@ def test_domain_contract_and_data(domain):
     assert torch.equal(c1["label"], c2["label"]) and torch.equal(c1["defined"], c2["defined"])
     test_x0, test_cond = domain.dataset("test")
     assert set(c1["label"].tolist()) <= set(test_cond["label"].tolist())
+    many = domain.conditions(3000, "train", 1)  # balanced over clips, never a window cut to a random prefix
+    counts = np.bincount(many["label"].numpy(), minlength=len(domain.label_names))
+    assert counts.min() > 3000 / len(counts) * 0.7 and counts.max() < 3000 / len(counts) * 1.3
+    full = domain.data["mask"][(domain.data["split"] == "train") & ~domain.data["cut"]]
+    assert {tuple(m) for m in many["defined"].numpy()} <= {tuple(m) for m in full}
     assert domain.sample_shape(c1, 50) == (50, 40, domain.num_features)
     with pytest.raises(ValueError, match="split"):
         domain.conditions(3, "holdout", 0)

@@ -34,7 +34,7 @@ __all__ = ["WindowConfig", "SPLITS", "clip_motion", "ground", "split_segments", 
            "cache_windows", "load_windows"]  # fmt: skip
 
 SPLITS = ("train", "val", "test")
-DATA_VERSION = 2  # bump when the pipeline changes: it keys the cache
+DATA_VERSION = 3  # bump when the pipeline changes: it keys the cache
 
 
 @dataclass(frozen=True)
@@ -178,15 +178,16 @@ def _clip_windows(name, root, local, cfg: WindowConfig, rng: np.random.Generator
         stride = cfg.stride if train else cfg.heldout_stride
         phase = int(rng.integers(cfg.stride)) if train else 0
         for s in _window_starts(a, b, cfg, stride, phase):
-            e = min(s + cfg.window, b)
-            e = s + _prefix_length(cfg, e - s, rng) if train else e
+            full = min(s + cfg.window, b)
+            e = s + _prefix_length(cfg, full - s, rng) if train else full
             variants = [(False, root[s:e], local[s:e])]
             if cfg.mirror:
                 variants.append((True, *mirror(root[s:e], local[s:e])))
             for mirrored, r, loc in variants:
                 feats = np.zeros((cfg.window, FRAME_FEATURES), np.float32)
                 feats[: e - s] = encode(*canonicalize(r, loc))
-                out.append(dict(features=feats, length=e - s, clip=name, split=split, mirrored=mirrored, start=s))
+                out.append(dict(features=feats, length=e - s, clip=name, split=split, mirrored=mirrored, start=s,
+                                cut=e < full))  # fmt: skip
     return out
 
 
@@ -218,7 +219,8 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
     Returns:
         dict of numpy arrays over N windows: ``features`` [N, T, 147] float32 (zero padding), ``mask`` [N, T]
         bool, ``length`` [N], ``label`` [N] (index into ``label_names``), ``clip`` [N] str, ``split`` [N] str,
-        ``mirrored`` [N] bool, ``start`` [N] (first frame in the clip), plus ``label_names`` [L], per clip
+        ``mirrored`` [N] bool, ``start`` [N] (first frame in the clip), ``cut`` [N] bool (a train window cut to a
+        random prefix), plus ``label_names`` [L], per clip
         ``frames`` (after tiling), ``cycles``, ``loop_fix_deg`` and ``join_ratio`` [L] (``clip_motion``'s info), ``fps`` and ``body`` (the
         body's name, e.g. "proxy-smpl").
     """
@@ -250,6 +252,7 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
         "split": np.array([r["split"] for r in rows]),
         "mirrored": np.array([r["mirrored"] for r in rows]),
         "start": np.array([r["start"] for r in rows]),
+        "cut": np.array([r["cut"] for r in rows], bool),
         "label_names": np.array(names),
         "frames": np.array([infos[n]["frames"] for n in names]),
         "cycles": np.array([infos[n]["cycles"] for n in names]),
