@@ -1,4 +1,4 @@
-"""Shared by the reliability tests: the small toy run that kill tests interrupt, and a tiny SMPL-shaped model."""
+"""Shared by the reliability tests: the small toy run that kill tests interrupt."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 # `genneg run toy --preset tiny`, shrunk so that a whole run (every stage and baseline) takes ~15 s on 2 CPU cores
@@ -37,12 +36,3 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> None:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"genneg failed (exit {proc.returncode}):\n{out[-2000:]}\n{err[-3000:]}"
 
-
-def tiny_smpl() -> dict[str, np.ndarray]:
-    """A structurally valid SMPL model with one vertex per joint (for readers and the body, not for realism)."""
-    from domains.motion.skeleton import PARENTS
-
-    v = 24
-    return {"v_template": np.random.default_rng(0).normal(size=(v, 3)), "shapedirs": np.zeros((v, 3, 10)),
-            "posedirs": np.zeros((v, 3, 207)), "J_regressor": np.eye(v), "weights": np.eye(v),
-            "kintree_table": np.stack([np.array(PARENTS, np.int64) % 2**32, np.arange(v)]), "f": np.array([[0, 1, 2]])}

@@ -157,7 +157,7 @@ def test_plain_smpl_pickle_with_sparse_regressor_still_loads(tmp_path):
     """The gate refuses code, not data: numpy arrays and scipy.sparse matrices come back."""
     scipy_sparse = pytest.importorskip("scipy.sparse")
     from domains.motion.body import load_smpl_file
-    from reliability_helpers import tiny_smpl
+    from bad_inputs import tiny_smpl
 
     model = tiny_smpl()
     model["J_regressor"] = scipy_sparse.csc_matrix(model["J_regressor"])
