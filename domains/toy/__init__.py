@@ -158,7 +158,7 @@ class ToyDomain:
             net={"width": 128, "depth": 3},
             classifier_net={"width": 128, "depth": 3},
             base=TrainConfig(steps=3000, batch_size=512, lr=2e-3, warmup=200, checkpoint_every=500),
-            # measured on seed 0 (README, "Choices"): longer classifier training on more samples per round sharpens
+            # measured on seed 0 (docs/experiments.md): longer classifier training on more samples per round sharpens
             # each classifier's boundary (fewer infractions and a better NLL bound per round), and the student needs
             # a long distillation over every σ the guidance acts at, affordable from a pool of teacher targets
             classifier=TrainConfig(steps=15000, batch_size=512, lr=2e-3, warmup=100, ema_decay=0.995),
