@@ -188,12 +188,21 @@ class TrafficDomain:
         defined = self.with_ego_mask(cond).to(x0.device)
         return scene_penalty(self.with_ego(x0, cond), defined, areas, self.tolerance)
 
+    def export(self, samples: dict, cond, result, path: str | os.PathLike) -> Path:
+        """Writes decoded samples (``decode``) as JSON (``export.export_scenes``): per scene the boxes in the scene
+        and world frames, the network's name and file, the drivable-area crop as WKT, the verdict per scene and
+        per reason (``result``, an ``OracleResult`` of these samples; None labels them here), per-vehicle flags.
+        ``cond`` is not needed (the samples carry their scene ids); it is accepted for the engine's call."""
+        from .export import export_scenes
+
+        return export_scenes(self, samples, result, path)
+
     # ---------------------------------------------------------------------------------------------- nets, plots
     def make_denoiser_net(self, cfg: dict) -> SceneNet:
-        return SceneNet(out="denoiser", **cfg)
+        return SceneNet(out="denoiser", **{"sigma_data": self.sigma_data, **cfg})
 
     def make_classifier_net(self, cfg: dict) -> SceneNet:
-        return SceneNet(out="classifier", **cfg)
+        return SceneNet(out="classifier", **{"sigma_data": self.sigma_data, **cfg})
 
     def plot(self, samples, cond, result, ax, title: str = "", index: int = 0) -> None:
         """Scene ``index`` of the batch on its map; infracting boxes red; the title gets the batch's rates."""

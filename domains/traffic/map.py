@@ -107,7 +107,11 @@ class RoadMap:
     def area_crop(self, centre, yaw: float, half: float):
         """The drivable area within the square of half-side ``half`` around ``centre``, in the scene frame."""
         centre = np.asarray(centre, np.float64)
-        area = shapely.clip_by_rect(self.drivable_area, *(centre - half), *(centre + half))
+        lo, hi = centre - half, centre + half
+        try:
+            area = shapely.clip_by_rect(self.drivable_area, *lo, *hi)
+        except shapely.errors.GEOSException:  # GEOS's rectangle clipper can build a degenerate ring; the overlay cannot
+            area = shapely.intersection(self.drivable_area, shapely.box(*lo, *hi))
         return shapely.transform(area, lambda xy: to_scene_frame(xy, centre, yaw))
 
     def crop(self, centre, yaw: float, radius: float, num_points: int, max_lines: int,

@@ -7,6 +7,13 @@ Map polylines are encoded by a point-set encoder (per-point MLP, max-pool over t
 spirit of VectorNet / PointNet) and enter through cross-attention; a learned null token keeps the attention
 defined for scenes without any lane piece.
 
+Relative geometry (``relative.py``), computed from the *noisy* vehicle positions in metres: each vehicle attends
+to its K nearest lane points expressed in its own frame (``_LaneAttention``), and vehicle self-attention gets a
+per-head bias from every pair's relative pose. The noisy positions are recovered from the network input with
+EDM's scaling (``x = x_in * sqrt(sigma^2 + sigma_data^2)``, ``sigma = exp(4 c_noise)``, as ``genneg.diffusion.EDMPrecond``
+and ``genneg.classifier.NoisyClassifier`` call their networks), so ``sigma_data`` must be the domain's. What stays
+absolute is scaled alike: the map tokens' positions get the vehicles' ``c_in(sigma)``.
+
 The ego (the scene's centre vehicle, given) is one more token: it is embedded from its clean features, takes part
 in the self-attention and the classifier's pooling, and gets no output.
 
@@ -21,6 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from genneg.nn import FourierFeatures, SigmaEmbedding
+
+from .relative import LANE_FEATURES, PAIR_FEATURES, lane_context, pair_pose, vehicle_poses
 
 __all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES"]
 
@@ -47,8 +56,9 @@ class MapEncoder(nn.Module):
     def __init__(self, width: int, num_freqs: int = 4):
         super().__init__()
         self.features = FourierFeatures(2, num_freqs=num_freqs, min_freq=0.5, max_freq=8.0)
-        self.point_mlp = nn.Sequential(nn.Linear(self.features.out_dim + MAP_POINT_FEATURES - 2, width), nn.SiLU(),
-                                       nn.Linear(width, width))
+        hidden = max(width // 2, 16)  # per point: the map's widest layer, kept narrow (it runs on B x L x P rows)
+        self.point_mlp = nn.Sequential(nn.Linear(self.features.out_dim + MAP_POINT_FEATURES - 2, hidden), nn.SiLU(),
+                                       nn.Linear(hidden, width))
         self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width))
 
     def forward(self, polylines: Tensor) -> Tensor:
@@ -56,26 +66,64 @@ class MapEncoder(nn.Module):
         return self.out(self.point_mlp(feats).amax(dim=2))  # every point of a stored polyline is real
 
 
+class _Offsets(nn.Module):
+    """Fourier features of the first two columns (relative offsets), the other columns passed through."""
+
+    def __init__(self, fourier: FourierFeatures, columns: int):
+        super().__init__()
+        self.fourier, self.columns = fourier, columns
+
+    def forward(self, f: Tensor) -> Tensor:
+        return torch.cat([self.fourier(f[..., :2]), f[..., 2:]], -1)
+
+
+class _LaneAttention(nn.Module):
+    """Each vehicle token attends to its own K lane points: ``[B, T, W]`` out. The points' keys and values are
+    computed once per forward (``SceneNet.lane_kv``) and shared by every block; each block has its own query."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.o = nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, z: Tensor, key: Tensor, val: Tensor, valid: Tensor) -> Tensor:
+        b, t, k, h, d = key.shape
+        q = self.q(z).view(b, t, 1, h, d)
+        logits = (q * key).sum(-1) / d**0.5  # [B, T, K, H]
+        logits = logits.masked_fill(~valid[..., None], float("-inf"))
+        attn = torch.nan_to_num(logits.softmax(2))  # a scene without lanes: no lane read
+        return self.o((attn[..., None] * val).sum(2).reshape(b, t, h * d))
+
+
 class _Block(nn.Module):
-    """Pre-norm block with σ-adaptive LayerNorms: vehicle self-attention, cross-attention to the map, MLP."""
+    """Pre-norm block with σ-adaptive LayerNorms: vehicle self-attention (biased by relative pose), attention to
+    each vehicle's own lane points, cross-attention to the map tokens, MLP."""
 
     def __init__(self, width: int, heads: int, emb_dim: int):
         super().__init__()
-        self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(3))
-        self.mod = nn.Linear(emb_dim, 6 * width)
+        self.heads = heads
+        self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(4))
+        self.mod = nn.Linear(emb_dim, 8 * width)
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)
+        self.pair_bias = nn.Linear(width, heads)
         self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.lane_attn = _LaneAttention(width, heads)
         self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
 
-    def forward(self, h: Tensor, emb: Tensor, pad: Tensor, map_tokens: Tensor, map_pad: Tensor) -> Tensor:
-        s1, b1, s2, b2, s3, b3 = self.mod(emb)[:, None].chunk(6, -1)  # each [B, 1, W]
+    def forward(self, h: Tensor, emb: Tensor, pad: Tensor, pairs: Tensor, lanes: tuple[Tensor, Tensor, Tensor],
+                map_tokens: Tensor, map_pad: Tensor) -> Tensor:
+        s1, b1, s2, b2, s3, b3, s4, b4 = self.mod(emb)[:, None].chunk(8, -1)  # each [B, 1, W]
+        bias = self.pair_bias(pairs).permute(0, 3, 1, 2)  # [B, H, T, T]
+        bias = bias.masked_fill(pad[:, None, None, :], float("-inf")).flatten(0, 1)  # padded keys never attended
         z = self.norms[0](h) * (1 + s1) + b1
-        h = h + self.self_attn(z, z, z, key_padding_mask=pad, need_weights=False)[0]
+        h = h + self.self_attn(z, z, z, attn_mask=bias, need_weights=False)[0]
         z = self.norms[1](h) * (1 + s2) + b2
-        h = h + self.cross_attn(z, map_tokens, map_tokens, key_padding_mask=map_pad, need_weights=False)[0]
+        h = h + self.lane_attn(z, *lanes)
         z = self.norms[2](h) * (1 + s3) + b3
+        h = h + self.cross_attn(z, map_tokens, map_tokens, key_padding_mask=map_pad, need_weights=False)[0]
+        z = self.norms[3](h) * (1 + s4) + b4
         return h + self.mlp(z)
 
 
@@ -87,9 +135,12 @@ class SceneNet(nn.Module):
         width, depth, heads: transformer size (width divisible by heads).
         num_freqs: Fourier features per vehicle feature (dot products of them express relative positions, which
             collisions depend on).
+        lane_points: K, the lane points each vehicle reads in its own frame.
+        sigma_data: the domain's data scale (to recover the noisy positions from the EDM-scaled input).
     """
 
-    def __init__(self, out: str = "denoiser", width: int = 128, depth: int = 3, heads: int = 4, num_freqs: int = 6):
+    def __init__(self, out: str = "denoiser", width: int = 128, depth: int = 3, heads: int = 4, num_freqs: int = 6,
+                 lane_points: int = 16, sigma_data: float = 0.6):
         super().__init__()
         if out not in ("denoiser", "classifier"):
             raise ValueError(f"SceneNet out must be 'denoiser' or 'classifier', got {out!r}")
@@ -99,6 +150,13 @@ class SceneNet(nn.Module):
         self.features = FourierFeatures(d, num_freqs=num_freqs, min_freq=0.5, max_freq=16.0)
         self.inp = nn.Linear(self.features.out_dim, width)
         self.ego_inp = nn.Linear(self.features.out_dim, width)  # the ego's own embedding: it is clean, not noisy
+        self.lane_points, self.sigma_data, self.heads = int(lane_points), float(sigma_data), heads
+        rel = FourierFeatures(2, num_freqs=num_freqs, min_freq=0.5, max_freq=16.0)  # offsets to ~0.3 m
+        self.lane_emb = nn.Sequential(_Offsets(rel, len(LANE_FEATURES)), nn.Linear(rel.out_dim + len(LANE_FEATURES) - 2,
+                                                                                   width), nn.SiLU(), nn.Linear(width, width))
+        self.lane_kv = nn.Linear(width, 2 * width)
+        self.pair_emb = nn.Sequential(_Offsets(rel, len(PAIR_FEATURES)), nn.Linear(rel.out_dim + len(PAIR_FEATURES) - 2,
+                                                                                   width), nn.SiLU(), nn.Linear(width, width))
         self.sigma_emb = SigmaEmbedding(width)
         self.map_encoder = MapEncoder(width)
         self.null_token = nn.Parameter(torch.zeros(1, 1, width))
@@ -113,15 +171,23 @@ class SceneNet(nn.Module):
         ego, defined, polylines, map_defined = _check_cond(x_in, cond)
         emb = self.sigma_emb(c_noise)
         x_in = x_in * defined[..., None].to(x_in.dtype)  # padded inputs zeroed: no NaN can leak
+        c_in = ((4 * c_noise).exp() ** 2 + self.sigma_data**2).rsqrt()[:, None, None]  # EDM's input scaling
+        xy, head = vehicle_poses(torch.cat([ego[:, None], x_in / c_in], 1))  # noisy poses in metres, ego first
+        lanes = lane_context(xy, head, polylines, map_defined, self.lane_points)
+        b, t, k = lanes[1].shape
+        key, val = self.lane_kv(self.lane_emb(lanes[0])).view(b, t, k, self.heads, -1).chunk(2, -1)
+        lanes = (key, val, lanes[1])
+        pairs = self.pair_emb(pair_pose(xy, head))
         defined = torch.cat([torch.ones_like(defined[:, :1]), defined], 1)  # the ego is always there
         keep = defined[..., None].to(x_in.dtype)
         h = torch.cat([self.ego_inp(self.features(ego))[:, None], self.inp(self.features(x_in))], 1)
         h = (h + emb[:, None]) * keep
+        scaled = torch.cat([polylines[..., :2] * c_in[..., None], polylines[..., 2:]], -1)  # like the vehicles
         null = self.null_token.expand(x_in.shape[0], 1, -1)
-        map_tokens = torch.cat([null, self.map_encoder(polylines * map_defined[..., None, None])], 1)
+        map_tokens = torch.cat([null, self.map_encoder(scaled * map_defined[..., None, None])], 1)
         map_pad = torch.cat([torch.zeros_like(map_defined[:, :1]), ~map_defined], 1)
         for block in self.blocks:
-            h = block(h, emb, ~defined, map_tokens, map_pad) * keep
+            h = block(h, emb, ~defined, pairs, lanes, map_tokens, map_pad) * keep
         return self.norm(h) * keep, defined
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond=None) -> Tensor:

@@ -1,5 +1,7 @@
 """Scene transformer: shapes, padded slots and map lines never matter, permutation equivariance / invariance."""
 
+import math
+
 import pytest
 import torch
 
@@ -89,3 +91,63 @@ def test_bad_arguments_raise():
         net(x, c_noise, None)
     with pytest.raises(ValueError, match="do not match"):
         net(x[:, :4], c_noise, cond)
+
+
+def _rigid(theta, shift):
+    rot = torch.tensor([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype=torch.float64)
+    return lambda p: p @ rot.T + torch.as_tensor(shift, dtype=torch.float64), lambda v: v @ rot.T
+
+
+def _scene(theta=0.0, shift=(0.0, 0.0)):
+    """Boxes in metres (4 vehicles) and 3 straight lanes of 5 points, moved and rotated together, encoded."""
+    from domains.traffic.features import LANE_WIDTH_SCALE, POSITION_SCALE, encode_boxes, encode_polylines
+
+    g = torch.Generator().manual_seed(0)
+    move, turn = _rigid(theta, shift)
+    xy = torch.rand(1, 4, 2, generator=g, dtype=torch.float64) * 30 - 15
+    yaw = torch.rand(1, 4, generator=g, dtype=torch.float64) * 6 - 3
+    heading = turn(torch.stack([yaw.cos(), yaw.sin()], -1))
+    boxes = torch.cat([move(xy), torch.atan2(heading[..., 1], heading[..., 0])[..., None],
+                       torch.full((1, 4, 1), 4.5, dtype=torch.float64), torch.full((1, 4, 1), 1.8, dtype=torch.float64)], -1)
+    start = torch.rand(1, 3, 1, 2, generator=g, dtype=torch.float64) * 40 - 20
+    direction = torch.nn.functional.normalize(torch.rand(1, 3, 1, 2, generator=g, dtype=torch.float64) - 0.5, dim=-1)
+    pts = start + torch.linspace(0, 20, 5, dtype=torch.float64)[None, None, :, None] * direction
+    lanes = torch.cat([move(pts), turn(direction).expand(-1, -1, 5, -1), torch.full((1, 3, 5, 1), 3.2, dtype=torch.float64),
+                       torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1).expand(-1, -1, 5, 1)], -1)
+    ok = torch.ones(1, 3, dtype=torch.bool)
+    stored = encode_polylines(lanes.numpy(), ok.numpy())  # what cond holds: float16
+    lanes[..., :2] /= POSITION_SCALE  # the same normalisation, in float64, to test the geometry exactly
+    lanes[..., 4] /= LANE_WIDTH_SCALE
+    torch.testing.assert_close(stored.double(), lanes, atol=0.05 / POSITION_SCALE, rtol=2e-3)
+    return encode_boxes(boxes.numpy(), torch.ones(1, 4, dtype=torch.bool).numpy()).double(), lanes, ok
+
+
+def test_relative_features_are_invariant_to_moving_and_rotating_the_scene_with_its_map():
+    from domains.traffic.relative import lane_context, pair_pose, vehicle_poses
+
+    x, lanes, ok = _scene()
+    x2, lanes2, ok2 = _scene(theta=2.1, shift=(130.0, -45.0))
+    assert not torch.allclose(x, x2) and not torch.allclose(lanes, lanes2)
+    for (a, b) in [(x, lanes), (x2, lanes2)]:
+        assert a.shape == (1, 4, 6) and b.shape == (1, 3, 5, 6)
+    xy, head = vehicle_poses(x)
+    xy2, head2 = vehicle_poses(x2)
+    f, valid = lane_context(xy, head, lanes, ok, k=6)
+    f2, valid2 = lane_context(xy2, head2, lanes2, ok2, k=6)
+    assert valid.all() and valid2.all() and f.shape == (1, 4, 6, 7)
+    torch.testing.assert_close(f, f2, atol=1e-5, rtol=0)  # boxes are encoded in float32
+    torch.testing.assert_close(pair_pose(xy, head), pair_pose(xy2, head2), atol=1e-5, rtol=0)
+
+
+def test_lane_context_follows_the_noisy_position_and_is_differentiable():
+    from domains.traffic.relative import lane_context, vehicle_poses
+
+    x, lanes, ok = _scene()
+    x = x.clone().requires_grad_(True)
+    f, _ = lane_context(*vehicle_poses(x), lanes, ok, k=4)
+    f[..., :2].sum().backward()  # the nearest points' offsets
+    assert x.grad[..., :2].abs().sum() > 0  # guidance gradients reach the positions through the lane features
+    moved = x.detach().clone()
+    moved[0, 0, 0] += 0.4  # 10 m along +x
+    f2, _ = lane_context(*vehicle_poses(moved), lanes, ok, k=4)
+    assert not torch.allclose(f[0, 0], f2[0, 0]) and torch.allclose(f[0, 1:], f2[0, 1:])
