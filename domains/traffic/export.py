@@ -1,4 +1,10 @@
-"""Export of generated scenes: JSON (scene frame and world frame), the input of the SUMO hand-off."""
+"""Export of generated scenes: JSON that any tool can re-check (and the input of the SUMO hand-off).
+
+One record per scene: every vehicle's box in the scene frame and in its network's world frame (the ego first), the
+network's name and file, the drivable-area crop as WKT in the scene frame, and the oracle's verdict for the scene
+and per reason, with per-vehicle flags. With Shapely alone (polygons from the boxes, the WKT area, the tolerances
+stated in the file) the verdicts can be reproduced; ``tests/traffic/test_traffic_outputs.py`` does exactly that.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from oracles.traffic import BOX_FIELDS
+from oracles.traffic import BOX_FIELDS, COLLISION_TOLERANCE
 
-__all__ = ["to_world", "scenes_to_dict", "write_scenes_json", "read_scenes_json", "FORMAT_VERSION"]
+__all__ = ["to_world", "scenes_to_dict", "write_scenes_json", "read_scenes_json", "export_scenes", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+WKT_DECIMALS = 4  # 0.1 mm
 
 
 def to_world(boxes: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -28,21 +35,29 @@ def to_world(boxes: np.ndarray, origin: np.ndarray) -> np.ndarray:
     return out
 
 
-def scenes_to_dict(samples: dict, table, flags: dict | None = None) -> dict:
+def scenes_to_dict(samples: dict, table, flags: dict | None = None, result=None, *, areas: bool = False,
+                   tolerance: float | None = None) -> dict:
     """A JSON-able record of decoded samples.
 
     Args:
         samples: ``{"boxes" [B, N, 5], "defined" [B, N], "scene" [B]}`` (``TrafficDomain.decode``).
-        table: the domain's ``SceneTable`` (world origin, network name and file of each scene id).
+        table: the domain's ``SceneTable`` (world origin, network name and file, drivable area of each scene id).
         flags: optional per-vehicle infraction flags ``{reason: bool [B, N]}`` (``MapOracle.per_vehicle``).
+        result: optional ``OracleResult`` of the samples: each scene gets ``valid`` and ``reasons``.
+        areas: add each scene's drivable-area crop as WKT (scene frame).
+        tolerance: the off-road tolerance (metres) the verdicts used, stated in the file.
 
     Returns:
-        ``{"format": 1, "fields": [...], "scenes": [{"scene", "network", "network_file", "origin",
-        "vehicles": [{"x", ..., "world": {...}, "<reason>": bool}]}]}``.
+        ``{"format": 2, "fields": [...], "tolerances": {...}, "scenes": [{"scene", "network", "network_file",
+        "origin", "valid", "reasons", "drivable_area_wkt", "vehicles": [{"x", ..., "world": {...},
+        "<reason>": bool}]}]}`` (the optional keys only when their argument is given).
     """
+    import shapely
+
     boxes, defined = np.asarray(samples["boxes"], np.float64), np.asarray(samples["defined"], bool)
     ids = table.lookup(samples["scene"])
     world = to_world(boxes, table.origin[ids])
+    crops = table.areas[ids] if areas else None
     scenes = []
     for b, sid in enumerate(ids):
         vehicles = []
@@ -52,10 +67,31 @@ def scenes_to_dict(samples: dict, table, flags: dict | None = None) -> dict:
             v.update({k: bool(f[b, n]) for k, f in (flags or {}).items()})
             vehicles.append(v)
         name = str(table.network[sid])
-        scenes.append({"scene": int(sid), "network": name, "network_file": table.network_files.get(name),
-                       "origin": [float(v) for v in table.origin[sid]], "vehicles": vehicles})
-    return {"format": FORMAT_VERSION, "fields": list(BOX_FIELDS), "units": "metres, radians (yaw from +x, ccw)",
-            "scenes": scenes}
+        scene = {"scene": int(sid), "network": name, "network_file": table.network_files.get(name),
+                 "origin": [float(v) for v in table.origin[sid]]}
+        if result is not None:
+            scene["valid"] = bool(result.valid[b])
+            scene["reasons"] = {k: bool(r[b]) for k, r in result.reasons.items()}
+        if crops is not None:
+            scene["drivable_area_wkt"] = shapely.to_wkt(crops[b], rounding_precision=WKT_DECIMALS)
+        scenes.append({**scene, "vehicles": vehicles})
+    record = {"format": FORMAT_VERSION, "fields": list(BOX_FIELDS), "units": "metres, radians (yaw from +x, ccw)",
+              "frames": "scene: the ego (first vehicle) at the origin facing +x; world: the network's coordinates"}
+    if tolerance is not None:
+        record["tolerances"] = {"offroad_m": float(tolerance), "collision_overlap_m": COLLISION_TOLERANCE}
+    return {**record, "scenes": scenes}
+
+
+def export_scenes(domain, samples: dict, result, path: str | os.PathLike) -> Path:
+    """``TrafficDomain.export``: the full record (verdicts, per-vehicle flags, WKT areas, tolerances) to ``path``."""
+    if not str(path).endswith(".json"):
+        raise ValueError(f"traffic scenes are exported as JSON; the path must end in .json, got {path}")
+    oracle = domain.oracle()
+    if result is None:
+        result = oracle(samples)
+    record = scenes_to_dict(samples, domain.table, oracle.per_vehicle(samples), result, areas=True,
+                            tolerance=domain.tolerance)
+    return write_scenes_json(path, record)
 
 
 def write_scenes_json(path: str | os.PathLike, record: dict) -> Path:

@@ -86,3 +86,44 @@ def test_sumo_handoff_valid_scene_runs_clean_and_a_crash_is_reported(tiny_domain
     assert {"v0", "v1"} <= set(bad["colliding_vehicles"])
     with pytest.raises(FileNotFoundError):
         simulate_scene("missing.net.xml", world)
+
+
+def _shapely_verdicts(scene, tolerance):
+    """Collision / off-road of one exported scene from Shapely alone: box polygons, the WKT area, the tolerance."""
+    import shapely
+
+    polygons = []
+    for v in scene["vehicles"]:
+        c, s = np.cos(v["yaw"]), np.sin(v["yaw"])
+        f, left = np.array([c, s]) * v["length"] / 2, np.array([-s, c]) * v["width"] / 2
+        centre = np.array([v["x"], v["y"]])
+        polygons.append(shapely.Polygon([centre + f + left, centre - f + left, centre - f - left, centre + f - left]))
+    area = shapely.from_wkt(scene["drivable_area_wkt"])
+    collide = [any(shapely.intersection(p, q).area > 1e-6 for q in polygons if q is not p) for p in polygons]
+    off = [max(area.distance(shapely.Point(xy)) for xy in p.exterior.coords) > tolerance for p in polygons]
+    return collide, off
+
+
+def test_export_verdicts_are_reproduced_by_shapely_alone(tiny_domain, tmp_path):
+    x0, cond = tiny_domain.dataset("test")
+    pick = np.flatnonzero(cond["defined"].sum(1).numpy() >= 2)[:6]
+    x0, cond = x0[pick].clone(), {k: v[pick] for k, v in cond.items()}
+    x0[1, 0, :4] = cond["ego"][1, :4]  # on top of the ego
+    x0[2, 1, :2] += 0.3  # 7.5 m aside
+    x0[3, 0, :2] = 1.95  # far off any road
+    x0[4] += 0.004 * torch.randn_like(x0[4]) * cond["defined"][4, :, None]  # 10 cm of noise: still valid or not
+    samples = tiny_domain.decode(x0, cond)
+    result = tiny_domain.oracle()(samples)
+    assert 1 <= result.valid.sum() < len(pick)
+    path = tiny_domain.export(samples, cond, result, tmp_path / "scenes.json")
+    record = read_scenes_json(path)
+    tolerance = record["tolerances"]["offroad_m"]
+    assert tolerance == 0.3 and len(record["scenes"]) == len(pick)
+    for b, scene in enumerate(record["scenes"]):
+        collide, off = _shapely_verdicts(scene, tolerance)
+        assert scene["reasons"] == {"collision": any(collide), "offroad": any(off)}
+        assert scene["valid"] == (not any(collide) and not any(off)) == bool(result.valid[b])
+        assert [v["collision"] for v in scene["vehicles"]] == collide and [v["offroad"] for v in scene["vehicles"]] == off
+        assert scene["vehicles"][0]["x"] == scene["vehicles"][0]["y"] == 0.0  # the ego first, at the origin
+    with pytest.raises(ValueError, match=r"\.json"):
+        tiny_domain.export(samples, cond, result, tmp_path / "scenes.npz")
