@@ -1,5 +1,6 @@
 """Run presets of the traffic domain: ``tiny`` (tests, ~2 min on 2 CPU cores), ``demo`` (<= 15 min on 2 CPU cores,
-data generation included), ``paper`` (12 vehicles, larger network and budgets, for a GPU)."""
+data generation included), ``cpu`` (12 vehicles on the ``cpu`` SUMO data, a base sized for 2-3 hours of
+``genneg train`` on 2 CPU cores), ``paper`` (12 vehicles, larger network and budgets, for a GPU)."""
 
 from __future__ import annotations
 
@@ -55,4 +56,23 @@ def traffic_presets() -> dict[str, RunConfig]:
         genneg=replace(demo.genneg, samples_per_round=50_000, distil_samples=50_000),
         eval=EvalConfig(num_samples=20_000, num_nll=2000, nll_sigmas=32),
     )
-    return {"tiny": tiny, "demo": demo, "paper": paper}
+    cpu = replace(
+        demo,
+        preset="cpu",
+        # N = 12 (the ego + 11 generated) on 115,644 training scenes from 122 networks; every lane segment (<= 30 m,
+        # 6 points) within 55 m, at most 128: 0.4 % of data vehicles are > 2 m from every lane the model sees
+        data={"preset": "cpu", "map_lines": 128, "map_points": 6, "segment_length": 30.0},
+        net={"width": 128, "depth": 4, "heads": 4},
+        classifier_net={"width": 128, "depth": 3, "heads": 4},
+        # AdamW, cosine decay after warm-up, EMA of the weights; batches of 64: 2.0 s per step measured on one thread of
+        # the 2-core box under a load of 13 (its other jobs); a few times faster on an idle core
+        base=TrainConfig(steps=12_000, batch_size=64, lr=5e-4, warmup=300, lr_decay="cosine", weight_decay=0.01,
+                         ema_decay=0.999, checkpoint_every=250),
+        classifier=TrainConfig(steps=3000, batch_size=64, lr=3e-4, warmup=100, ema_decay=0.995, checkpoint_every=500),
+        distil=TrainConfig(steps=4000, batch_size=64, lr=2e-4, warmup=100, ema_decay=0.999, checkpoint_every=500),
+        sampler=SamplerConfig(steps=18, batch_size=256),
+        genneg=replace(demo.genneg, samples_per_round=10_000, distil_samples=10_000),
+        # the learning curve's held-out evaluation: small enough to run every 1000 steps without doubling the time
+        eval=EvalConfig(num_samples=512, num_nll=256, nll_sigmas=8),
+    )
+    return {"tiny": tiny, "demo": demo, "cpu": cpu, "paper": paper}
