@@ -48,14 +48,20 @@ class MotionDomain:
         model: SMPL model file (``body.load_body``); None = ``$GENNEG_SMPL_MODEL`` or the proxy body.
         cache_dir: where the body and the windows are cached (default ``$GENNEG_CACHE`` or ``~/.cache/genneg``).
         aux: add the auxiliary channels (``features``) to the model's channels.
+        fk_weight, fk_sigma_max: weight (per m²) of :meth:`fk_loss` in :meth:`denoised_loss`, and the noise level
+            below which it applies (0 = no forward-kinematics loss).
         **windows: ``WindowConfig`` fields (``window``, ``stride``, ``clips``, ``mirror``, ...).
     """
 
     name = "motion"
 
-    def __init__(self, model: str | None = None, cache_dir: str | None = None, aux: bool = True, **windows):
+    def __init__(self, model: str | None = None, cache_dir: str | None = None, aux: bool = True,
+                 fk_weight: float = 0.0, fk_sigma_max: float = 1.0, **windows):  # fmt: skip
+        if not (fk_weight >= 0 and fk_sigma_max > 0):
+            raise ValueError(f"need fk_weight >= 0 and fk_sigma_max > 0, got {fk_weight}, {fk_sigma_max}")
         self.windows = WindowConfig(**windows)
         self.model, self.cache_dir, self.aux = model, cache_dir, bool(aux)
+        self.fk_weight, self.fk_sigma_max = float(fk_weight), float(fk_sigma_max)
         self.frames, self.fps = self.windows.window, float(self.windows.fps)
 
     # --------------------------------------------------------------------------------------------- data
@@ -244,6 +250,26 @@ class MotionDomain:
         near = torch.sigmoid((GMD_HEIGHT_M - torch.maximum(toes[:, 1:, :, 1], toes[:, :-1, :, 1])) / 0.01)
         pairs = defined[:, 1:] * defined[:, :-1]
         return (depth * defined).sum(1) + ((step * near).sum(-1) * pairs).sum(1)
+
+    def fk_loss(self, denoised: Tensor, x0: Tensor, cond: dict) -> Tensor:
+        """Forward-kinematics error of denoised windows ``[B]``: mean squared joint distance (m²) over defined
+        frames between the joints posed from ``denoised`` and from ``x0`` (MDM's position loss), differentiable."""
+        defined = cond["defined"].to(x0.device, x0.dtype)
+        joints = []
+        for x in (denoised, x0):
+            feats = self.physical(x)
+            rot = sixd_to_matrix(feats[..., ROOT_FEATURES:].unflatten(-1, (NUM_JOINTS, 6)))
+            joints.append(self.skinned.joints(rot, feats[..., :ROOT_FEATURES]))
+        err = (joints[0] - joints[1].detach()).square().sum(-1).mean(-1)  # [B, T]
+        return (err * defined).sum(1) / defined.sum(1).clamp_min(1)
+
+    def denoised_loss(self, denoised: Tensor, x0: Tensor, sigma: Tensor, cond: dict) -> Tensor:
+        """The domain's term added to the denoising loss, ``[B]``: ``fk_weight`` × :meth:`fk_loss` where σ is below
+        ``fk_sigma_max`` (MDM's geometric loss, at the noise levels where joint positions are resolved)."""
+        if self.fk_weight == 0:
+            return x0.new_zeros(x0.shape[0])
+        gate = (sigma < self.fk_sigma_max).to(x0.dtype)
+        return self.fk_weight * gate * self.fk_loss(denoised, x0, cond)
 
     # --------------------------------------------------------------------------------------------- nets, plots
     def _net(self, cfg: dict, classifier: bool) -> MotionTransformer:

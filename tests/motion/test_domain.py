@@ -213,3 +213,32 @@ def test_auxiliary_channels_match_the_kinematics(domain, body):
     bad = domain.decode(domain.codec.encode(shifted) * cond["defined"][..., None], cond)
     assert np.allclose(bad["aux_position_error_m"], 0.1 * np.sqrt(3), atol=1e-3)
     assert implied.shape[-1] == aux.shape[-1]
+
+
+def test_fk_loss_is_zero_on_the_data_and_measures_joint_error_in_metres(domain):
+    x0, cond = domain.dataset("val")
+    x0, cond = x0[:6], {k: v[:6] for k, v in cond.items()}
+    assert domain.fk_loss(x0, x0, cond).abs().max() < 1e-10
+    feats = domain.physical(x0).detach()
+    feats[..., 0] += 0.1  # the whole body 10 cm to the side: every joint 10 cm off
+    moved = domain.normalise(feats.numpy(), cond["defined"].numpy()).requires_grad_(True)
+    loss = domain.fk_loss(moved, x0, cond)
+    torch.testing.assert_close(loss, torch.full((6,), 0.01), atol=1e-5, rtol=0)
+    loss.sum().backward()
+    assert moved.grad.abs().sum() > 0 and (moved.grad[~cond["defined"]] == 0).all()
+
+
+def test_denoised_loss_adds_the_fk_loss_below_its_sigma(cache_dir):
+    from domains.motion import make_domain
+
+    plain, fk = make_domain(cache_dir=str(cache_dir)), make_domain(cache_dir=str(cache_dir), fk_weight=10.0)
+    x0, cond = plain.dataset("val")
+    x0, cond = x0[:3], {k: v[:3] for k, v in cond.items()}
+    off = x0 + 0.3 * cond["defined"][..., None]
+    sigma = torch.tensor([0.1, 0.5, 2.0])
+    assert (plain.denoised_loss(off, x0, sigma, cond) == 0).all()
+    loss = fk.denoised_loss(off, x0, sigma, cond)
+    torch.testing.assert_close(loss[:2], 10.0 * fk.fk_loss(off, x0, cond)[:2])
+    assert loss[2] == 0 and (loss[:2] > 0).all()
+    with pytest.raises(ValueError, match="fk_weight"):
+        make_domain(fk_weight=-1.0)
