@@ -136,12 +136,13 @@ class TrafficDomain:
         ids = self.table.ids(split)
         return self.cond_of(numpy_rng(seed, "traffic", "conditions", split).choice(ids, size=n))
 
-    def coverage(self, split: str, limit: float = 2.0, max_scenes: int | None = 5000) -> dict[str, float]:
+    def coverage(self, split: str, limit: float = 2.0, max_scenes: int | None = 5000,
+                 networks=None) -> dict[str, float]:
         """Share of the split's data vehicles (the ego included) farther than ``limit`` metres from every lane
-        segment their scene sees (``tables.coverage``)."""
+        segment their scene sees, optionally on the named ``networks`` only (``tables.coverage``)."""
         from .tables import coverage
 
-        return coverage(self.table, split, limit, max_scenes)
+        return coverage(self.table, split, limit, max_scenes, networks)
 
     def data_report(self, max_scenes: int = 5000) -> dict:
         """Scene counts per split and network kind, generation throughput, and map coverage (``coverage``)."""

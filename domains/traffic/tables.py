@@ -82,13 +82,19 @@ def build_table(folder: str | os.PathLike, splits, max_vehicles: int, lines: int
                       files)
 
 
-def coverage(table: SceneTable, split: str, limit: float = 2.0, max_scenes: int | None = 5000) -> dict[str, float]:
+def coverage(table: SceneTable, split: str, limit: float = 2.0, max_scenes: int | None = 5000,
+             networks=None) -> dict[str, float]:
     """How well the map crops cover the data: the share of vehicles farther than ``limit`` metres from every lane
     segment their scene sees, overall and beyond 25 m from the ego, with the segments per scene and the share of
-    scenes whose crop hit the maximum (every scene of the split, or ``max_scenes`` evenly spaced ones)."""
+    scenes whose crop hit the maximum (every scene of the split, or only those of the named ``networks``, or
+    ``max_scenes`` evenly spaced ones)."""
     from .map import lane_distance
 
     ids = table.ids(split)
+    if networks is not None:
+        ids = ids[np.isin(table.network[ids], list(networks))]
+        if len(ids) == 0:
+            raise ValueError(f"split {split!r} holds no scene of the networks {sorted(networks)}")
     if max_scenes is not None and len(ids) > max_scenes:
         ids = ids[np.linspace(0, len(ids) - 1, max_scenes).astype(int)]
     poly, mdef = table.polylines(ids)
@@ -118,8 +124,9 @@ def data_report(domain, max_scenes: int = 5000) -> dict:
         names = table.network[ids]
         by_kind = {}
         for kind in sorted({kinds[n] for n in names}):
-            by_kind[kind] = {"networks": len({n for n in names if kinds[n] == kind}),
-                             "scenes": int(sum(kinds[n] == kind for n in names))}
+            members = {n for n in names if kinds[n] == kind}
+            by_kind[kind] = {"networks": len(members), "scenes": int(sum(kinds[n] == kind for n in names)),
+                             "coverage": coverage(table, split, max_scenes=max_scenes // 2, networks=members)}
         report["splits"][split] = {"scenes": len(ids), "vehicles_per_scene": float(table.defined[ids].sum(1).mean()),
                                    "kinds": by_kind, "coverage": domain.coverage(split, max_scenes=max_scenes)}
     return report

@@ -135,6 +135,10 @@ def test_map_crop_covers_the_data_vehicles(tiny_data_dir, tiny_domain):
 
     full = tiny_domain.coverage("train")
     assert full["vehicles"] > 500 and full["uncovered"] < 0.01
+    network = str(tiny_domain.table.network[tiny_domain.table.ids("train")[0]])
+    assert tiny_domain.coverage("train", networks=[network]) == full  # tiny: one network per split
+    with pytest.raises(ValueError, match="no scene of the networks"):
+        tiny_domain.coverage("train", networks=["atlantis"])
     capped = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, map_lines=8).coverage("train")
     assert capped["uncovered"] > 0.1 and capped["scenes_at_max_segments"] > 0.9
     cond = tiny_domain.conditions(4, "train", seed=0)
