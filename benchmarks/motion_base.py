@@ -25,8 +25,8 @@ from genneg.config import SamplerConfig
 from genneg.domain import get_domain
 from genneg.evaluate import infraction_summary
 from genneg.generate import generate
-from genneg.models import fit_base
 from genneg.labelling import label
+from genneg.models import fit_base
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -42,8 +42,8 @@ _LOWEST = slice(_CONTACT.stop, _CONTACT.stop + 1)
 _POS_LOCAL = slice(0, 3 * len(AUX_JOINTS))  # the same blocks within the auxiliary channels alone
 _CONTACT_LOCAL = slice(_POS_LOCAL.stop, _POS_LOCAL.stop + len(TOE_JOINTS))
 GROUPS = {"root_height": [1], "root_planar": [0, 2], "rotations": list(range(ROOT_FEATURES, FRAME_FEATURES)),
-          "aux_positions": list(range(_POS.start, _POS.stop)), "aux_contact": list(range(_CONTACT.start, _CONTACT.stop)),
-          "aux_lowest": [_LOWEST.start]}  # fmt: skip
+          "aux_positions": list(range(_POS.start, _POS.stop)),
+          "aux_contact": list(range(_CONTACT.start, _CONTACT.stop)), "aux_lowest": [_LOWEST.start]}  # fmt: skip
 
 
 @torch.no_grad()
@@ -74,8 +74,8 @@ def aux_errors(aux: Tensor, implied: Tensor, defined: Tensor) -> dict[str, np.nd
     pos = (aux[..., _POS_LOCAL] - implied[..., _POS_LOCAL]).unflatten(-1, (len(AUX_JOINTS), 3)).norm(dim=-1).mean(-1)
     low = (aux[..., -1] - implied[..., -1]).abs()
     contact = ((aux[..., _CONTACT_LOCAL] > 0.5) != (implied[..., _CONTACT_LOCAL] > 0.5)).to(aux.dtype).mean(-1)
-    return {k: ((v * d).sum(1) / n).numpy() for k, v in
-            (("aux_position_error_m", pos), ("aux_lowest_error_m", low), ("aux_contact_mismatch", contact))}  # fmt: skip
+    named = (("aux_position_error_m", pos), ("aux_lowest_error_m", low), ("aux_contact_mismatch", contact))
+    return {k: ((v * d).sum(1) / n).numpy() for k, v in named}
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ class FeatureCodec:
     def fit(cls, frames: np.ndarray) -> "FeatureCodec":
         """Fits on training frames [N, C] (C = 147, or 147 + AUX_FEATURES)."""
         frames = np.asarray(frames, np.float64)
-        if frames.ndim != 2 or frames.shape[1] not in (FRAME_FEATURES, FRAME_FEATURES + AUX_FEATURES) or not len(frames):
+        widths = (FRAME_FEATURES, FRAME_FEATURES + AUX_FEATURES)
+        if frames.ndim != 2 or frames.shape[1] not in widths or not len(frames):
             raise ValueError(f"expected training frames [N, {FRAME_FEATURES}(+{AUX_FEATURES})], got {frames.shape}")
         mean, std = frames.mean(0), frames.std(0)
         kept = std >= CONSTANT_STD
@@ -117,7 +118,8 @@ class FeatureCodec:
 
     def encode(self, channels: Tensor) -> Tensor:
         """Physical (+ auxiliary) channels [..., C] -> normalised model channels [..., num_features]."""
-        mean, scale = (torch.as_tensor(a, device=channels.device, dtype=channels.dtype) for a in (self.mean, self.scale))
+        mean, scale = (torch.as_tensor(a, device=channels.device, dtype=channels.dtype)
+                       for a in (self.mean, self.scale))  # fmt: skip
         kept = torch.as_tensor(self.kept, device=channels.device)
         return ((channels - mean) / scale)[..., kept]
 

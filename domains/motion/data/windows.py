@@ -204,43 +204,8 @@ def _clip_job(path: str, cfg: WindowConfig, body) -> tuple[str, np.ndarray, np.n
     return clip_motion(path, cfg, _worker_body(*body) if isinstance(body, tuple) else body)
 
 
-def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Callable[[str], None] | None = None,
-                  executor: cf.Executor | None = None, body_source: tuple[str, str | None] | None = None):
-    """All windows of the configured clips, deterministic given ``cfg`` and the body.
-
-    Args:
-        body: a ``body.Body`` (default: ``load_body()``, the proxy unless GENNEG_SMPL_MODEL is set).
-        callback: called with each clip's name once it is processed.
-        executor: retargets and grounds the clips in parallel (a process pool, a Dask client's executor); the
-            windows are then cut here in clip order, so the result is the same as without one.
-        body_source: ``(model, cache_dir)`` that ``load_body`` turns into ``body``: workers load the body once
-            instead of receiving it (megabytes) with every clip. The clips and the model must be readable there.
-
-    Returns:
-        dict of numpy arrays over N windows: ``features`` [N, T, 147] float32 (zero padding), ``mask`` [N, T]
-        bool, ``length`` [N], ``label`` [N] (index into ``label_names``), ``clip`` [N] str, ``split`` [N] str,
-        ``mirrored`` [N] bool, ``start`` [N] (first frame in the clip), ``cut`` [N] bool (a train window cut to a
-        random prefix), plus ``label_names`` [L], per clip
-        ``frames`` (after tiling), ``cycles``, ``loop_fix_deg`` and ``join_ratio`` [L] (``clip_motion``'s info), ``fps`` and ``body`` (the
-        body's name, e.g. "proxy-smpl").
-    """
-    if body is None:
-        from ..body import load_body
-
-        body = load_body()
-    rng = numpy_rng(cfg.seed, "motion-windows")
-    rows, infos = [], {}
-    paths = _clip_paths(cfg)
-    if executor is None:
-        motions = (clip_motion(path, cfg, body) for path in paths)
-    else:
-        futures = [executor.submit(_clip_job, str(path), cfg, body_source or body) for path in paths]
-        motions = (f.result() for f in futures)
-    for name, root, local, info in motions:
-        rows += _clip_windows(name, root, local, cfg, rng, info["cycles"] > 0)
-        infos[name] = {**info, "frames": len(root)}
-        if callback:
-            callback(name)
+def _stack(rows: list[dict], infos: dict, cfg: WindowConfig, body_name: str) -> dict[str, np.ndarray]:
+    """``build_windows``' arrays from its window rows and per-clip infos."""
     names = sorted({r["clip"] for r in rows})
     length = np.array([r["length"] for r in rows])
     return {
@@ -259,8 +224,48 @@ def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Calla
         "loop_fix_deg": np.array([infos[n]["loop_fix_deg"] for n in names]),
         "join_ratio": np.array([infos[n]["join_ratio"] for n in names]),
         "fps": np.array(cfg.fps),
-        "body": np.array(body.name),
+        "body": np.array(body_name),
     }
+
+
+def build_windows(cfg: WindowConfig = WindowConfig(), body=None, callback: Callable[[str], None] | None = None,
+                  executor: cf.Executor | None = None, body_source: tuple[str, str | None] | None = None):
+    """All windows of the configured clips, deterministic given ``cfg`` and the body.
+
+    Args:
+        body: a ``body.Body`` (default: ``load_body()``, the proxy unless GENNEG_SMPL_MODEL is set).
+        callback: called with each clip's name once it is processed.
+        executor: retargets and grounds the clips in parallel (a process pool, a Dask client's executor); the
+            windows are then cut here in clip order, so the result is the same as without one.
+        body_source: ``(model, cache_dir)`` that ``load_body`` turns into ``body``: workers load the body once
+            instead of receiving it (megabytes) with every clip. The clips and the model must be readable there.
+
+    Returns:
+        dict of numpy arrays over N windows: ``features`` [N, T, 147] float32 (zero padding), ``mask`` [N, T]
+        bool, ``length`` [N], ``label`` [N] (index into ``label_names``), ``clip`` [N] str, ``split`` [N] str,
+        ``mirrored`` [N] bool, ``start`` [N] (first frame in the clip), ``cut`` [N] bool (a train window cut to a
+        random prefix), plus ``label_names`` [L], per clip ``frames`` (after tiling), ``cycles``, ``loop_fix_deg``
+        and ``join_ratio`` [L] (``clip_motion``'s info), ``fps`` and ``body`` (the body's name, e.g. "proxy-smpl").
+    """
+    if body is None:
+        from ..body import load_body
+
+        body = load_body()
+    rng = numpy_rng(cfg.seed, "motion-windows")
+    rows, infos = [], {}
+    paths = _clip_paths(cfg)
+    if executor is None:
+        motions = (clip_motion(path, cfg, body) for path in paths)
+    else:
+        futures = [executor.submit(_clip_job, str(path), cfg, body_source or body) for path in paths]
+        motions = (f.result() for f in futures)
+    for name, root, local, info in motions:
+        rows += _clip_windows(name, root, local, cfg, rng, info["cycles"] > 0)
+        infos[name] = {**info, "frames": len(root)}
+        if callback:
+            callback(name)
+    return _stack(rows, infos, cfg, body.name)
+
 
 
 def _cache_key(cfg: WindowConfig, body_name: str) -> str:
