@@ -64,7 +64,7 @@ def _cpu(demo: RunConfig) -> RunConfig:
         preset="cpu",
         data={"stride": 1},
         net={"width": 192, "depth": 4, "heads": 4, "ff": 512, "kernel": 5, "label_dropout": 0.1},
-        classifier_net={"width": 128, "depth": 3, "heads": 4, "ff": 256, "kernel": 5, "head": "frames"},
+        classifier_net={"width": 128, "depth": 3, "heads": 4, "ff": 256, "kernel": 5, "head": "pooled"},
         base=TrainConfig(steps=20_000, batch_size=32, lr=5e-4, warmup=300, checkpoint_every=1000),
         classifier=TrainConfig(steps=2000, batch_size=64, lr=5e-4, warmup=100, ema_decay=0.995, checkpoint_every=500),
         distil=TrainConfig(steps=4000, batch_size=32, lr=2e-4, warmup=200, checkpoint_every=1000),

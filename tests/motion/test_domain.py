@@ -97,7 +97,8 @@ def test_domain_contract_and_data(domain):
     cpu = domain.presets()["cpu"]
     params = sum(p.numel() for p in domain.make_denoiser_net(dict(cpu.net)).parameters())
     assert 1e6 <= params <= 2e6 and cpu.net["width"] >= 192 and cpu.net["depth"] >= 4 and cpu.net["kernel"] > 0
-    assert domain.make_classifier_net(dict(cpu.classifier_net)).head == "frames"
+    for head in ("pooled", "frames"):  # the classifier head is chosen by config
+        assert domain.make_classifier_net({**cpu.classifier_net, "head": head}).head == head
     x0, cond = domain.dataset("train")
     d = cond["defined"]
     assert x0.shape[1:] == (40, domain.num_features) and cond["label"].dtype == torch.int64
