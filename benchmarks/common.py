@@ -183,14 +183,20 @@ def toy_bench_config():
     )
 
 
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark has: --threads (torch threads, default 1) and --out (the JSON's path)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    return p
+
+
 def toy_parser(doc: str, n: int, repeats: int) -> argparse.ArgumentParser:
     """The options of the benchmarks that measure a toy seed: --run-dir, --n, --repeats, --threads, --out."""
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(doc)
     p.add_argument("--run-dir", default=None, help="a seed folder of a finished run (default: the benchmark's own)")
     p.add_argument("--n", type=int, default=n, help="samples per configuration and repeat")
     p.add_argument("--repeats", type=int, default=repeats)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None)
     return p
 
 

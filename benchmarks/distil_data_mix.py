@@ -23,7 +23,7 @@ import torch
 from common import toy_seed
 
 from genneg.evaluate import EvalData, evaluate_denoiser
-from genneg.genneg import distil, stack
+from genneg.genneg import RunContext, distil, stack
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
         c = replace(cfg, genneg=replace(cfg.genneg, distil_data_fraction=frac))
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            student = distil(teacher, base, domain, c, run_dir=tmp)
+            student = distil(teacher, base, domain, c, RunContext(tmp))
         m, _, _ = evaluate_denoiser(student, domain, c, data, oracle, seed=cfg.seed * 7919 + 1)
         rows[frac] = {"infraction": m["infraction"]["total"]["rate"], "nll": m["nll"]["mean"], "nll_se": m["nll"]["se"],
                       "seconds": time.perf_counter() - t0}

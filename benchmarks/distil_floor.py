@@ -11,14 +11,13 @@ table (infraction %, NLL bound) and writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import replace
 
 import torch
 
-from common import BUILD, setup, table, write
+from common import BUILD, parser, setup, table, write
 
 from genneg.domain import get_domain
 from genneg.evaluate import EvalData, evaluate_denoiser
@@ -27,11 +26,9 @@ from genneg.models import fit_base, load_denoiser
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--base", default=None, help="a base.safetensors of the toy default preset (default: train one)")
     p.add_argument("--steps", type=int, nargs="+", default=[3000, 9000, 27000])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None)
     args = p.parse_args()
     setup(args.threads)
     domain = get_domain("toy")

@@ -77,7 +77,7 @@ def check_domain(name: str, args, device: str, deadline: float, work: Path) -> l
     """Base training, sampling, a round (labelling + classifier) and distillation of one domain, timed."""
     from genneg.domain import get_domain
     from genneg.generate import generate
-    from genneg.genneg import distil, run_round, stack
+    from genneg.genneg import RunContext, distil, run_round, stack
     from genneg.models import fit_base
 
     preset = "tiny" if args.tiny else args.preset
@@ -104,10 +104,10 @@ def check_domain(name: str, args, device: str, deadline: float, work: Path) -> l
     part("sampling (base)", lambda: generate(state["base"], domain.sample_shape, args.samples, cfg.sampler, cond,
                                               device=device), args.samples, "samples/s")
     r = part("round 1 (sample, label, classifier)", lambda: run_round(state["base"], domain, cfg, domain.oracle(), 1,
-                                                                      run_dir=run_dir), cfg.classifier.steps,
+                                                                      RunContext(run_dir)), cfg.classifier.steps,
              "steps/s")
     teacher = stack(state["base"], [r.classifier] if r is not None and r.classifier is not None else [], cfg)
-    part("distillation", lambda: distil(teacher, state["base"], domain, cfg, run_dir=run_dir), cfg.distil.steps,
+    part("distillation", lambda: distil(teacher, state["base"], domain, cfg, RunContext(run_dir)), cfg.distil.steps,
          "steps/s")
     return rows
 

@@ -9,8 +9,6 @@ target).
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -19,48 +17,52 @@ from .batch import concat, take
 from .classifier import NoisyClassifier, classifier_report, fit_classifier
 from .config import RunConfig
 from .diffusion import Denoiser
-from .genneg import build_classifier, draw_cached, guidance_term, run_round, stack
+from .context import RunContext
+from .domain import Domain
+from .draws import draw_cached
+from .genneg import build_classifier, guidance_term, run_round, stack
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle
 from .rng import stream_seed
 from .training import streamed
 
-__all__ = ["no_importance_weights", "time_independent_guidance", "discriminator_guidance", "penalty_guidance"]
+__all__ = ["no_importance_weights", "time_independent_guidance", "on_denoised", "discriminator_guidance",
+           "penalty_guidance"]
 
 
-def no_importance_weights(base: Denoiser, domain, cfg: RunConfig, oracle: Oracle, *, run_dir=None, resume=False,
-                          progress=None, callback=None):
+def no_importance_weights(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
+                          ctx: RunContext = RunContext()):
     """Round 1 without importance weights: the same samples, split, initial weights, batches and noise as round 1,
     calibrated and windowed the same way, but trained (and judged) on the 50/50 problem, so its classifier models a
     balanced prior instead of the model's. Returns the guided denoiser and the round's summary."""
-    r = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir, name="no_is", importance=False, resume=resume,
-                  progress=progress, callback=callback)
+    r = run_round(base, domain, cfg, oracle, 1, ctx, name="no_is", importance=False)
     return (stack(base, [r.classifier], cfg) if r.classifier is not None else base), r
 
 
-def time_independent_guidance(base: Denoiser, domain, cfg: RunConfig, oracle: Oracle,
-                              round1: NoisyClassifier | None = None, *, run_dir=None, resume=False, progress=None,
-                              callback=None):
+def time_independent_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
+                              round1: NoisyClassifier | None = None, ctx: RunContext = RunContext()):
     """A classifier of clean samples (trained at σ = classifier_sigma_min on round 1's samples and streams) applied
     to the denoised estimate: log C(D(x; σ)), its gradient taken through D, with round 1's σ window (``round1``'s
     ``sigma_max_guidance``; the run's window when round 1 has none) and the run's clipping.
     Returns the guided denoiser and the round's summary."""
-    r = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir, name="time_independent",
-                  fixed_sigma=cfg.genneg.classifier_sigma_min, resume=resume, progress=progress, callback=callback)
-    if r.classifier is None:
-        return base, r
-    clf = r.classifier
+    r = run_round(base, domain, cfg, oracle, 1, ctx, name="time_independent",
+                  fixed_sigma=cfg.genneg.classifier_sigma_min)
+    return (base if r.classifier is None else on_denoised(base, r.classifier, round1, cfg)), r
+
+
+def on_denoised(base: Denoiser, clean: NoisyClassifier, round1: NoisyClassifier | None, cfg: RunConfig) -> Denoiser:
+    """``base`` guided by a clean-sample classifier applied to its denoised estimate, ∇ₓ log C(D(x; σ)), within
+    ``round1``'s σ window (the run's window when there is no round-1 classifier)."""
 
     def log_prob(x, sigma, cond):
-        return clf.log_prob(base(x, sigma, cond), sigma, cond)  # clf evaluates at its fixed σ
+        return clean.log_prob(base(x, sigma, cond), sigma, cond)  # ``clean`` evaluates at its fixed σ
 
     hi = float(round1.sigma_max_guidance) if round1 is not None else math.inf
     term = guidance_term(log_prob, hi, cfg, "time_independent")
-    return guided(base, [term] if term is not None else []), r
+    return guided(base, [term] if term is not None else [])
 
 
-def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=None, resume=False,
-                           progress: Callable[[int], None] | None = None, callback=None):
+def discriminator_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, ctx: RunContext = RunContext()):
     """Kim et al. 2023: a time-conditioned discriminator d between data (1) and model samples (0); the score gets
     ∇ log(d / (1 − d)) = ∇ logit d, within the σ range where d is measured informative on held-out pairs (the same
     rule and clipping as Gen-neG's classifiers). Returns the guided denoiser and the discriminator's held-out report."""
@@ -69,10 +71,10 @@ def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=No
     idx = rng.randperm(data_x0.shape[0], rng.generator(cfg.seed, stream, "data"))[:m]
     seed = stream_seed(cfg.seed, stream, "samples")
     gen_cond = domain.conditions(len(idx), "train", stream_seed(seed, "conditions"))
-    cache = Path(run_dir) / "drawn_discriminator.safetensors" if run_dir is not None else None
     # model samples are cached as soon as drawn: a resumed baseline does not redraw them
     fake = draw_cached(base, domain, cfg, gen_cond, len(idx), seed, {"n": len(idx), "split": "train", "seed": seed},
-                       cache=cache, resume=resume, progress=progress)[0]["x0"]
+                       cache=ctx.file("drawn_discriminator.safetensors"), resume=ctx.resume,
+                       progress=ctx.progress)[0]["x0"]
     x0 = torch.cat([data_x0[idx], fake])
     cond = None if data_cond is None else concat([take(data_cond, idx.numpy()), gen_cond])
     y = torch.cat([torch.ones(len(idx), dtype=torch.bool), torch.zeros(len(idx), dtype=torch.bool)])
@@ -80,15 +82,15 @@ def discriminator_guidance(base: Denoiser, domain, cfg: RunConfig, *, run_dir=No
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
     disc: NoisyClassifier = build_classifier(domain, cfg, stream=stream)
     disc = fit_classifier(disc, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
-                          cond=take(cond, (~hold).numpy()), alpha=None, sigma_range=sigma_range, run_dir=run_dir,
-                          name="discriminator", resume=resume, callback=callback)
+                          cond=take(cond, (~hold).numpy()), alpha=None, sigma_range=sigma_range, run_dir=ctx.run_dir,
+                          name="discriminator", resume=ctx.resume, callback=ctx.callback)
     report = classifier_report(disc, x0[hold], y[hold], take(cond, hold.numpy()), sigma_range=sigma_range,
                                seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device)
     term = guidance_term(disc.logit, report["informative_sigma_max"] if g.auto_window else math.inf, cfg, stream)
     return guided(base, [term] if term is not None else []), report
 
 
-def penalty_guidance(base: Denoiser, domain, cfg: RunConfig) -> Denoiser:
+def penalty_guidance(base: Denoiser, domain: Domain, cfg: RunConfig) -> Denoiser:
     """CTG-style guidance by a domain's differentiable penalty on the denoised estimate: log C = −λ·pen(D(x; σ)).
 
     The penalty's gradient is not a score, so unlike the classifiers it is always clipped to the noise level

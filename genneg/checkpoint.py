@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from . import distributed
 
 __all__ = ["atomic_write", "write_json", "read_json", "read_npz", "save_weights", "load_weights", "save_state",
-           "load_state"]
+           "load_state", "save_cache", "load_cache"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -149,3 +149,20 @@ def load_state(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt or unsafe files
         raise ValueError(f"refusing or unable to load train state {path}: {type(e).__name__}: {e}") from e
+
+
+def save_cache(path: str | Path | None, tensors: dict[str, torch.Tensor], extra: dict, key: dict) -> None:
+    """Writes an intermediate result (samples, labels) atomically with the ``key`` that says what it holds."""
+    if path is not None:
+        save_weights(path, tensors, {"cache_key": key, **extra})
+
+
+def load_cache(path: str | Path | None, key: dict) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """What ``save_cache`` wrote under the same ``key``, or None (no file, another key, or an unreadable file)."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        tensors, meta = load_weights(path)
+    except ValueError:  # a file that is not whole is redone, never trusted
+        return None
+    return (tensors, meta) if meta.get("cache_key") == key else None

@@ -10,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from .choices import DistilSigma, PriorCorrection, SamplerKind, check_choice
 from .training import TrainConfig
 
 __all__ = ["SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
@@ -26,7 +27,7 @@ class SamplerConfig:
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
-    kind: str = "heun"
+    kind: SamplerKind = "heun"
     batch_size: int = 8192
 
     def __post_init__(self):
@@ -36,8 +37,7 @@ class SamplerConfig:
             raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got {self.sigma_min}, {self.sigma_max}")
         if not 0 < self.rho < math.inf:
             raise ValueError(f"SamplerConfig.rho must be positive and finite, got {self.rho}")
-        if self.kind not in ("heun", "stochastic"):
-            raise ValueError(f"SamplerConfig.kind must be 'heun' or 'stochastic', got {self.kind!r}")
+        check_choice("SamplerConfig.kind", self.kind, SamplerKind)
         if self.batch_size < 1:
             raise ValueError("SamplerConfig.batch_size must be >= 1")
 
@@ -87,11 +87,11 @@ class GenNegConfig:
     classifier_sigma_min: float = 0.002
     classifier_sigma_max: float = 80.0
     importance_weights: bool = True
-    prior_correction: str = "weights"
+    prior_correction: PriorCorrection = "weights"
     calibrate: bool = True
     distil_data_fraction: float = 0.0
     distil_samples: int = 20000
-    distil_sigma: str = "lognormal"
+    distil_sigma: DistilSigma = "lognormal"
     distil_pool: int = 0
     baselines: tuple[str, ...] = BASELINES
     penalty_weight: float = 10.0
@@ -116,10 +116,8 @@ class GenNegConfig:
                              f"{self.penalty_sigma_max}")
         if self.guidance_max_ratio is not None and not 0 < self.guidance_max_ratio < math.inf:
             raise ValueError(f"guidance_max_ratio must be None or positive and finite, got {self.guidance_max_ratio}")
-        if self.distil_sigma not in ("lognormal", "loguniform"):
-            raise ValueError(f"distil_sigma must be 'lognormal' or 'loguniform', got {self.distil_sigma!r}")
-        if self.prior_correction not in ("weights", "offset"):
-            raise ValueError(f"prior_correction must be 'weights' or 'offset', got {self.prior_correction!r}")
+        check_choice("GenNegConfig.distil_sigma", self.distil_sigma, DistilSigma)
+        check_choice("GenNegConfig.prior_correction", self.prior_correction, PriorCorrection)
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")

@@ -1,8 +1,10 @@
-"""Gen-neG: rounds of (sample → oracle → α → balanced weighted set → noisy classifier → stack), then distillation.
+"""Gen-neG (Naderiparizi et al. 2024): rounds of sample → oracle → classifier → stack, then distillation.
 
-Round k samples from the base denoiser guided by classifiers 1..k−1 and adds classifier k. ``distil`` regresses a
-student (initialised from the base or a previous student) on the guided teacher, so sampling costs one network
-evaluation again; rounds can continue on top of a student (guide → distil cycles).
+``gen_neg`` is the method top-down; each step is a small function below it. Round k samples from the base denoiser
+guided by classifiers 1..k−1, labels the samples with the oracle and fits classifier k on a balanced, importance-
+weighted set (docs/method.md). ``distil`` regresses a student on the guided teacher, so sampling costs one network
+evaluation again; rounds can continue on top of a student (guide → distil cycles). Files, resume and progress come
+in through a ``RunContext``; ``genneg.run`` wraps the method with evaluation and reporting.
 """
 
 from __future__ import annotations
@@ -11,28 +13,59 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from . import rng
 from .batch import concat, take, to_device
-from .checkpoint import load_weights, save_weights
+from .checkpoint import load_cache, load_state, load_weights, save_cache, save_weights
 from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
 from .config import RunConfig
+from .context import RunContext
 from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
                         denoising_loss, edm_loss)
-from .generate import generate
+from .domain import Domain
+from .draws import draw_cached, draw_labelled
 from .guidance import GuidanceTerm, guided
-from .oracle import Oracle, OracleResult
-from .labelling import label
-from .stats import wilson_interval
-from . import rng
+from .models import load_denoiser
+from .oracle import Oracle
 from .rng import stream_seed
+from .stats import wilson_interval
 from .training import seeded, streamed, train
 
-__all__ = ["RoundResult", "draw_labelled", "run_round", "stack", "guidance_term", "distil", "build_classifier", "load_classifier",
-           "draw_cached", "save_cache", "load_cache", "target_pool"]
+__all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "stack", "guidance_term", "distil", "build_classifier",
+           "load_classifier", "target_pool", "draw_labelled", "RunContext"]
+
+
+@dataclass
+class Stage:
+    """A finished stage of the method: its name ("round<k>", "distilled"), the model it yields, and its round."""
+
+    name: str
+    model: Denoiser
+    round: RoundResult | None = None
+
+
+def gen_neg(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
+            ctx: RunContext = RunContext()) -> Iterator[Stage]:
+    """Runs Gen-neG from ``base`` and yields each stage as soon as it is done: round 1..K, then the distilled model.
+
+    With ``ctx.resume`` every step reads back what ``ctx.run_dir`` holds (drawn and labelled samples, finished or
+    interrupted trainings, the distillation pool), so a resumed run redoes only unfinished work.
+    """
+    g, classifiers = cfg.genneg, []
+    for k in range(1, g.rounds + 1):
+        teacher = stack(base, classifiers, cfg)  # the model round k samples from
+        phase = ctx.phase(f"round {k}", cfg.classifier.steps, g.samples_per_round)
+        r = run_round(teacher, domain, cfg, oracle, k, phase)  # sample → label → α → fit classifier k
+        if r.classifier is not None:
+            classifiers.append(r.classifier)
+        yield Stage(f"round{k}", stack(base, classifiers, cfg), r)
+    guided_model = stack(base, classifiers, cfg)  # the teacher: base guided by every classifier
+    phase = ctx.phase("distil", cfg.distil.steps, g.distil_samples)
+    yield Stage("distilled", distil(guided_model, base, domain, cfg, phase))
 
 
 @dataclass
@@ -53,7 +86,7 @@ class RoundResult:
                 "undefined": self.num_undefined, "skipped": self.skipped, "classifier": self.report}
 
 
-def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None,
+def build_classifier(domain: Domain, cfg: RunConfig, *, fixed_sigma: float | None = None,
                      stream: str = "classifier") -> NoisyClassifier:
     """A freshly initialised classifier; its initial weights come from the stream ``(cfg.seed, stream, "init")``."""
     g = cfg.genneg
@@ -63,7 +96,7 @@ def build_classifier(domain, cfg: RunConfig, *, fixed_sigma: float | None = None
                            sigma_max=g.classifier_sigma_max).to(cfg.device)
 
 
-def load_classifier(domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier:
+def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier:
     state, meta = load_weights(path)
     model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
     try:
@@ -73,83 +106,9 @@ def load_classifier(domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier
     return model.eval().requires_grad_(False)
 
 
-def draw_labelled(denoiser: Denoiser, domain, cfg: RunConfig, oracle: Oracle, n: int, *, split: str = "train",
-                  seed: int = 0, progress: Callable[[int], None] | None = None, cache: str | Path | None = None,
-                  resume: bool = False) -> tuple[torch.Tensor, Any, OracleResult]:
-    """Samples n x0 from ``denoiser`` on the split's conditions and labels them with the oracle.
-
-    Args:
-        seed: the stream seed of this draw: the sampler's noise comes from it, the conditions from its child stream
-            ``stream_seed(seed, "conditions")``.
-        cache: a ``.safetensors`` path: the samples are written there as soon as they are drawn and again with their
-            labels once the oracle has judged them, so a killed round resumes without redrawing or relabelling.
-        resume: read ``cache`` if it holds this draw (same n, split, seed and oracle); otherwise start afresh.
-    """
-    cond = domain.conditions(n, split, stream_seed(seed, "conditions"))
-    key = {"n": n, "split": split, "seed": seed, "oracle": getattr(oracle, "name", "")}
-    tensors, extra = draw_cached(denoiser, domain, cfg, cond, n, seed, key, cache=cache, resume=resume,
-                                 progress=progress)
-    x0 = tensors["x0"]
-    if "valid" in tensors:
-        reasons = {k: tensors[f"reason_{k}"].numpy() for k in extra["reasons"]}  # in the oracle's order
-        return x0, cond, OracleResult(tensors["valid"].numpy(), reasons, tensors["defined"].numpy(),
-                                      tuple(extra.get("errors", ())))
-    result = label(oracle, domain.decode(x0, cond), cond)
-    labels = {"valid": result.valid, "defined": result.defined, **{f"reason_{k}": v for k, v in result.reasons.items()}}
-    save_cache(cache, {"x0": x0, **{k: torch.from_numpy(v.copy()) for k, v in labels.items()}},
-               {"errors": list(result.errors), "reasons": list(result.reasons)}, key)
-    return x0, cond, result
-
-
-def draw_cached(denoiser: Denoiser, domain, cfg: RunConfig, cond, n: int, seed: int, key: dict, *,
-                cache: str | Path | None = None, resume: bool = False,
-                progress: Callable[[int], None] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """``n`` samples of ``denoiser`` on ``cond`` as ``({"x0": ...} plus whatever was cached with them, extra)``.
-
-    With ``resume``, what ``cache`` holds under ``key`` is returned as it is; otherwise the samples are drawn and
-    written to ``cache`` at once (a later stage may add labels to the same file under the same key).
-    """
-    cached = load_cache(cache, key) if resume else None
-    if cached is None:
-        x0 = generate(denoiser, domain.sample_shape, n, cfg.sampler, cond, seed=seed, device=cfg.device,
-                      callback=progress)
-        cached = ({"x0": x0}, {})
-        save_cache(cache, *cached, key)
-    return cached
-
-
-def save_cache(path: str | Path | None, tensors: dict[str, torch.Tensor], extra: dict, key: dict) -> None:
-    """Writes an intermediate result (samples, labels) atomically with the ``key`` that says what it holds."""
-    if path is not None:
-        save_weights(path, tensors, {"cache_key": key, **extra})
-
-
-def load_cache(path: str | Path | None, key: dict) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """What ``save_cache`` wrote under the same ``key``, or None (no file, another key, or an unreadable file)."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        tensors, meta = load_weights(path)
-    except ValueError:  # a file that is not whole is redone, never trusted
-        return None
-    return (tensors, meta) if meta.get("cache_key") == key else None
-
-
-def run_round(
-    teacher: Denoiser,
-    domain,
-    cfg: RunConfig,
-    oracle: Oracle,
-    index: int,
-    *,
-    run_dir: str | Path | None = None,
-    importance: bool | None = None,
-    fixed_sigma: float | None = None,
-    name: str | None = None,
-    resume: bool = False,
-    progress: Callable[[int], None] | None = None,
-    callback: Callable[[dict], None] | None = None,
-) -> RoundResult:
+def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, index: int,
+              ctx: RunContext = RunContext(), *, importance: bool | None = None, fixed_sigma: float | None = None,
+              name: str | None = None) -> RoundResult:
     """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
 
     Every random draw comes from the round's streams ``(cfg.seed, "round<index>", purpose)``: an ablation of round
@@ -165,11 +124,14 @@ def run_round(
     g = cfg.genneg
     stream = f"round{index}"
     stem = name or f"classifier{index}"
-    cache = Path(run_dir) / f"labelled_{stream}.safetensors" if run_dir is not None else None
+    finished = _finished_round(domain, cfg, ctx.file(f"{stem}.safetensors")) if ctx.resume else None
+    if finished is not None:
+        return finished
     # an ablation (another stem) reads its round's draw when there is one: the cache key says it is the same draw
     x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round,
-                                     seed=stream_seed(cfg.seed, stream, "samples"), progress=progress, cache=cache,
-                                     resume=resume or stem != f"classifier{index}")
+                                     seed=stream_seed(cfg.seed, stream, "samples"), progress=ctx.progress,
+                                     cache=ctx.file(f"labelled_{stream}.safetensors"),
+                                     resume=ctx.resume or stem != f"classifier{index}")
     keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
     n_valid = int(result.valid[keep].sum())
     alpha = n_valid / len(keep) if len(keep) else float("nan")
@@ -185,7 +147,8 @@ def run_round(
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
     model = fit_classifier(model, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
                            cond=take(cond, np.flatnonzero(~hold)), alpha=alpha if weighted else None,
-                           sigma_range=sigma_range, run_dir=run_dir, name=stem, resume=resume, callback=callback)
+                           sigma_range=sigma_range, run_dir=ctx.run_dir, name=stem, resume=ctx.resume,
+                           callback=ctx.callback)
     if use_is and not weighted:  # same optimum as the weighted loss: P(valid | x_σ) under the model's prior
         model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
     hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
@@ -201,11 +164,24 @@ def run_round(
                                     seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device))
     if g.auto_window and fixed_sigma is None:
         model.sigma_max_guidance.fill_(report["informative_sigma_max"])
-    if run_dir is not None:
-        save_weights(Path(run_dir) / f"{stem}.safetensors", model,
-                     {"fixed_sigma": fixed_sigma, "alpha": alpha, "report": report})
     out.classifier, out.report = model, report
+    if ctx.run_dir is not None:
+        save_weights(ctx.file(f"{stem}.safetensors"), model,
+                     {"fixed_sigma": fixed_sigma, "alpha": alpha, "report": report, "round": out.summary()})
     return out
+
+
+def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None) -> RoundResult | None:
+    """The round a previous process finished and saved to ``path`` (its calibrated classifier and summary), or None
+    (no such file, or only the classifier's training weights: the round stopped before its end)."""
+    if path is None or not path.is_file():
+        return None
+    meta = load_weights(path)[1]
+    if "round" not in meta:
+        return None
+    s = meta["round"]
+    return RoundResult(s["round"], s["alpha"], tuple(s["alpha_ci"]), s["n"], s["undefined"],
+                       load_classifier(domain, cfg, path), s["classifier"], s["skipped"])
 
 
 def _skip_reason(n_defined: int, n_valid: int) -> str:
@@ -255,18 +231,8 @@ def guidance_term(log_prob: Callable, sigma_max: float, cfg: RunConfig, name: st
                         sigma_range=(g.guidance_sigma_min, hi), max_ratio=g.guidance_max_ratio, name=name)
 
 
-def distil(
-    teacher: Denoiser,
-    init: EDMPrecond,
-    domain,
-    cfg: RunConfig,
-    *,
-    run_dir: str | Path | None = None,
-    name: str = "distilled",
-    resume: bool = False,
-    progress: Callable[[int], None] | None = None,
-    callback: Callable[[dict], None] | None = None,
-) -> EDMPrecond:
+def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, ctx: RunContext = RunContext(), *,
+           name: str = "distilled") -> EDMPrecond:
     """Trains a copy of ``init`` to match the guided ``teacher``: λ(σ)‖S(x; σ) − D_g(x; σ)‖² on noised teacher samples.
 
     A fraction ``cfg.genneg.distil_data_fraction`` of the x0 are training data instead of teacher samples (the
@@ -276,15 +242,18 @@ def distil(
     redraws neither.
     """
     g = cfg.genneg
-    x0, cond = _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress)
+    done = ctx.file(f"{name}.safetensors")
+    if ctx.resume and done is not None and done.is_file() and _trained(ctx.file(f"{name}.state.pt"), cfg.distil.steps):
+        return load_denoiser(domain, cfg, done)  # a previous process finished this distillation
+    x0, cond = _teacher_samples(teacher, domain, cfg, ctx, name)
     if g.distil_data_fraction > 0:
         x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, stream_seed(cfg.seed, name, "data_mix"))
     student = copy.deepcopy(init).train().requires_grad_(True)
     sigma_dist = _distil_sigma_dist(g)
     if g.distil_pool:
-        pool_path = Path(run_dir) / f"{name}.targets.safetensors" if run_dir else None
         data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=stream_seed(cfg.seed, name, "pool"),
-                           batch_size=cfg.sampler.batch_size, device=cfg.device, cache=pool_path, resume=resume)
+                           batch_size=cfg.sampler.batch_size, device=cfg.device,
+                           cache=ctx.file(f"{name}.targets.safetensors"), resume=ctx.resume)
 
         def objective(model, batch, gen):
             c = to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device)
@@ -296,8 +265,9 @@ def distil(
             return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher,
                             generator=gen)
 
-    res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=run_dir, name=name,
-                resume=resume, callback=callback, config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
+    res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=ctx.run_dir, name=name,
+                resume=ctx.resume, callback=ctx.callback,
+                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
     return res.model.eval().requires_grad_(False)
 
 
@@ -325,22 +295,27 @@ def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma
     return pool
 
 
+def _trained(state: Path, steps: int) -> bool:
+    """Whether the train state at ``state`` has reached ``steps``."""
+    return state.is_file() and int(load_state(state)["step"]) >= steps
+
+
 def _distil_sigma_dist(g):
     if g.distil_sigma == "loguniform":
         return LogUniformSigma(g.classifier_sigma_min, g.classifier_sigma_max)
     return LogNormalSigma()
 
 
-def _teacher_samples(teacher, domain, cfg, run_dir, name, resume, progress):
-    path = Path(run_dir) / f"{name}.teacher_samples.safetensors" if run_dir else None
+def _teacher_samples(teacher: Denoiser, domain: Domain, cfg: RunConfig, ctx: RunContext, name: str):
     n, seed = cfg.genneg.distil_samples, stream_seed(cfg.seed, name, "samples")
     cond = domain.conditions(n, "train", stream_seed(seed, "conditions"))
     tensors, _ = draw_cached(teacher, domain, cfg, cond, n, seed, {"n": n, "split": "train", "seed": seed},
-                             cache=path, resume=resume, progress=progress)
+                             cache=ctx.file(f"{name}.teacher_samples.safetensors"), resume=ctx.resume,
+                             progress=ctx.progress)
     return tensors["x0"], cond
 
 
-def _mix_with_data(domain, x0, cond, fraction: float, seed: int):
+def _mix_with_data(domain: Domain, x0, cond, fraction: float, seed: int):
     data_x0, data_cond = domain.dataset("train")
     n_data = int(round(fraction * x0.shape[0]))
     g = torch.Generator().manual_seed(seed)

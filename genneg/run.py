@@ -6,6 +6,7 @@ Layout of a run folder::
     <run_dir>/seed<S>/state.json         finished stages and their metrics (what --resume skips)
     <run_dir>/seed<S>/*.safetensors      base, classifiers, distilled student, baseline networks
     <run_dir>/seed<S>/samples_<stage>.npz decoded evaluation samples with their verdicts
+    <run_dir>/seed<S>/nll_<stage>.npz     the NLL bound of each held-out point (stages are compared point by point)
     <run_dir>/seed<S>/*.state.pt         resumable train state of every network (weights_only loading)
     <run_dir>/seed<S>/labelled_<name>.safetensors, drawn_*.safetensors, *.teacher_samples.safetensors
                                          samples a round / baseline / distillation drew (and their oracle labels)
@@ -33,10 +34,12 @@ from .baselines import discriminator_guidance, no_importance_weights, penalty_gu
 from .checkpoint import atomic_write, read_json, read_npz, write_json
 from .config import RunConfig
 from .evaluate import EvalData, evaluate_denoiser, infraction_summary, nll_points
-from .genneg import RoundResult, distil, load_classifier, run_round, stack
+from .context import RunContext
+from .domain import Domain
+from .genneg import gen_neg, load_classifier
 from .likelihood import mean_and_stderr
 from .models import fit_base, load_denoiser
-from .oracle import OracleResult
+from .oracle import Oracle, OracleResult
 from .rng import stream_seed
 from .stats import wilson_interval
 
@@ -93,6 +96,7 @@ class SeedRun:
     def evaluate(self, stage: str, denoiser, extra: dict | None = None) -> dict:
         """Every stage on the run's ``("eval",)`` stream: the same conditions, sampler noise, held-out points and
         bound noise, so NLLs are paired (``nll.diff_base``: this stage's minus the base's, point by point)."""
+        self.close_bars()
         bar = self.ui.bar(f"eval {stage}", self.cfg.eval.num_samples)
         seed = stream_seed(self.cfg.seed, "eval")
         metrics, samples, result = evaluate_denoiser(denoiser, self.domain, self.cfg, self.eval_data, self.oracle,
@@ -100,26 +104,34 @@ class SeedRun:
         bar.close()
         nll = nll_points(denoiser, self.cfg, self.eval_data, seed).double().numpy()
         metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(torch.from_numpy(nll))))
-        base = self.dir / "nll_base.npy"
+        base = self.dir / "nll_base.npz"
         if stage != "base" and base.exists():
-            diff = nll - np.load(base, allow_pickle=False)
+            diff = nll - read_npz(base, "per-point NLL", ("nll",))["nll"]
             metrics["nll"]["diff_base"] = dict(zip(("mean", "se"), mean_and_stderr(torch.from_numpy(diff))))
         if distributed.is_main():
-            atomic_write(self.dir / f"nll_{stage}.npy", lambda tmp: _save_npy(tmp, nll))
+            atomic_write(self.dir / f"nll_{stage}.npz", lambda tmp: _savez(tmp, {"nll": nll}))
         _save_samples(self.dir / f"samples_{stage}.npz", samples, result)
         record = {"metrics": metrics, **(extra or {})}
         self.finish(stage, record)
         return record
 
-    def train_stage(self, stage: str, steps: int, fn, samples: int = 0):
-        """Runs ``fn(train_callback, sample_progress)`` with a bar for the samples it draws and one for its steps."""
-        sbar = self.ui.bar(f"{stage}: sampling", samples) if samples else _NullBar()
-        bar, cb = self.train_bar(stage, steps)
-        try:
-            return fn(cb, sbar.update)
-        finally:
-            sbar.close()
+    @property
+    def context(self) -> RunContext:
+        """The method's context: this seed's folder, resume, and one pair of progress bars per phase."""
+        return RunContext(self.dir, self.resume, phases=self._phase_bars)
+
+    def _phase_bars(self, name: str, steps: int, samples: int):
+        """Closes the previous phase's bars and opens this one's: samples drawn, then training steps."""
+        self.close_bars()
+        sbar = self.ui.bar(f"{name}: sampling", samples) if samples else _NullBar()
+        bar, cb = self.train_bar(name, steps)
+        self.bars = [sbar, bar]
+        return sbar.update, cb
+
+    def close_bars(self):
+        for bar in getattr(self, "bars", ()):
             bar.close()
+        self.bars = []
 
 
 def _save_samples(path: Path, samples, result: OracleResult):
@@ -128,11 +140,6 @@ def _save_samples(path: Path, samples, result: OracleResult):
     arrays = {f"s_{k}": v for k, v in samples.items()} if isinstance(samples, dict) else {"samples": samples}
     arrays.update(valid=result.valid, defined=result.defined, **{f"r_{k}": v for k, v in result.reasons.items()})
     atomic_write(path, lambda tmp: _savez(tmp, arrays))
-
-
-def _save_npy(path: str, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
-        np.save(f, array, allow_pickle=False)
 
 
 def _savez(path: str, arrays: dict) -> None:
@@ -147,19 +154,18 @@ def load_samples(path: Path) -> tuple[Any, OracleResult]:
     return samples, OracleResult(z["valid"], reasons, z["defined"])
 
 
-def run_seed(domain, cfg: RunConfig, seed_dir: str | Path, oracle, *, resume: bool = False, ui=None) -> dict:
-    """Runs base → rounds → distilled → baselines for one seed; returns ``{stage: record}``."""
+def run_seed(domain: Domain, cfg: RunConfig, seed_dir: str | Path, oracle: Oracle, *, resume: bool = False,
+             ui=None) -> dict:
+    """Runs base → Gen-neG (rounds, distilled) → baselines for one seed, evaluating each stage once; returns
+    ``{stage: record}``. A resumed run re-enters the method through its cached draws and train states and skips the
+    evaluation of every stage ``state.json`` records."""
     s = SeedRun(domain, cfg, Path(seed_dir), oracle, resume, ui or NullUI())
     base = _base(s)
-    guided, classifiers = base, []
-    for k in range(1, cfg.genneg.rounds + 1):
-        guided, classifiers = _round(s, base, classifiers, k)
-    if "distilled" not in s.state["stages"]:
-        student = s.train_stage("distil", cfg.distil.steps, lambda cb, pr: distil(
-            guided, base, domain, cfg, run_dir=s.dir, resume=resume, callback=cb, progress=pr),
-            samples=cfg.genneg.distil_samples)
-        s.evaluate("distilled", student)
+    for stage in gen_neg(base, domain, cfg, oracle, s.context):
+        if not s.done(stage.name):
+            s.evaluate(stage.name, stage.model, {"round": stage.round.summary()} if stage.round else None)
     _baselines(s, base)
+    s.close_bars()
     return s.state["stages"]
 
 
@@ -173,28 +179,10 @@ def _base(s: SeedRun):
         base = install_base(s.cfg.pretrained_base, s.domain, s.cfg, path)
         s.evaluate("base", base, {"pretrained": s.cfg.pretrained_base})
         return base
-    base = s.train_stage("base", s.cfg.base.steps, lambda cb, _: fit_base(
-        s.domain, s.cfg, s.dir, resume=s.resume, callback=cb)).eval().requires_grad_(False)
+    callback = s.context.phase("base", s.cfg.base.steps).callback
+    base = fit_base(s.domain, s.cfg, s.dir, resume=s.resume, callback=callback).eval().requires_grad_(False)
     s.evaluate("base", base)
     return base
-
-
-def _round(s: SeedRun, base, classifiers: list, k: int):
-    stage, path = f"round{k}", s.dir / f"classifier{k}.safetensors"
-    record = s.done(stage)
-    if record is not None:
-        if not record["round"]["skipped"]:
-            classifiers = classifiers + [load_classifier(s.domain, s.cfg, path)]
-        return stack(base, classifiers, s.cfg), classifiers
-    teacher = stack(base, classifiers, s.cfg)
-    r: RoundResult = s.train_stage(f"round {k}", s.cfg.classifier.steps, lambda cb, pr: run_round(
-        teacher, s.domain, s.cfg, s.oracle, k, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
-        samples=s.cfg.genneg.samples_per_round)
-    if r.classifier is not None:
-        classifiers = classifiers + [r.classifier]
-    guided = stack(base, classifiers, s.cfg)
-    s.evaluate(stage, guided, {"round": r.summary()})
-    return guided, classifiers
 
 
 def _baselines(s: SeedRun, base):
@@ -202,22 +190,18 @@ def _baselines(s: SeedRun, base):
     todo = [b for b in cfg.genneg.baselines if not s.done(b)]
     if "rejection" in todo:
         s.finish("rejection", {"metrics": rejection_metrics(s.state["stages"]["base"]["metrics"])})
+    ctx, n, steps = s.context, cfg.genneg.samples_per_round, cfg.classifier.steps
     if "no_is" in todo:
-        guided, r = s.train_stage("no_is", cfg.classifier.steps, lambda cb, pr: no_importance_weights(
-            base, s.domain, cfg, s.oracle, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
-            samples=cfg.genneg.samples_per_round)
+        guided, r = no_importance_weights(base, s.domain, cfg, s.oracle, ctx.phase("no_is", steps, n))
         s.evaluate("no_is", guided, {"round": r.summary()})
     if "time_independent" in todo:
-        round1 = s.dir / "classifier1.safetensors"
-        round1 = load_classifier(s.domain, cfg, round1) if round1.exists() else None
-        guided, r = s.train_stage("time_independent", cfg.classifier.steps, lambda cb, pr: time_independent_guidance(
-            base, s.domain, cfg, s.oracle, round1, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
-            samples=cfg.genneg.samples_per_round)
+        path = s.dir / "classifier1.safetensors"
+        round1 = load_classifier(s.domain, cfg, path) if path.exists() else None
+        guided, r = time_independent_guidance(base, s.domain, cfg, s.oracle, round1,
+                                              ctx.phase("time_independent", steps, n))
         s.evaluate("time_independent", guided, {"round": r.summary()})
     if "discriminator" in todo:
-        guided, report = s.train_stage("discriminator", cfg.classifier.steps, lambda cb, pr: discriminator_guidance(
-            base, s.domain, cfg, run_dir=s.dir, resume=s.resume, callback=cb, progress=pr),
-            samples=cfg.genneg.samples_per_round)
+        guided, report = discriminator_guidance(base, s.domain, cfg, ctx.phase("discriminator", steps, n))
         s.evaluate("discriminator", guided, {"discriminator": report})
     if "penalty" in todo and hasattr(s.domain, "penalty"):
         s.evaluate("penalty", penalty_guidance(base, s.domain, cfg))

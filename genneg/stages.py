@@ -86,7 +86,7 @@ def _denoiser(domain, cfg: RunConfig, path: Path, hint: str):
 
 
 def _run_stage(seed_dir: Path, stage: str, domain, cfg: RunConfig):
-    from .baselines import penalty_guidance
+    from .baselines import on_denoised, penalty_guidance
     from .genneg import load_classifier, stack
 
     stages = run_stages(cfg)
@@ -103,8 +103,12 @@ def _run_stage(seed_dir: Path, stage: str, domain, cfg: RunConfig):
     state = read_json(seed_dir / "state.json") if (seed_dir / "state.json").is_file() else {"stages": {}}
     if stage not in state["stages"]:
         raise FileNotFoundError(f"{seed_dir}: stage {stage!r} has not finished ({hint})")
-    if stage in ("no_is", "time_independent"):
-        return stack(base, [load_classifier(domain, cfg, seed_dir / f"{stage}.safetensors")], cfg)
+    if stage == "no_is":
+        return stack(base, [load_classifier(domain, cfg, seed_dir / "no_is.safetensors")], cfg)
+    if stage == "time_independent":
+        round1 = seed_dir / "classifier1.safetensors"
+        return on_denoised(base, load_classifier(domain, cfg, seed_dir / "time_independent.safetensors"),
+                           load_classifier(domain, cfg, round1) if round1.is_file() else None, cfg)
     k = int(_ROUND.fullmatch(stage).group(1))
     classifiers = [load_classifier(domain, cfg, seed_dir / f"classifier{j}.safetensors") for j in range(1, k + 1)
                    if not state["stages"][f"round{j}"]["round"]["skipped"]]

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed, rng
+from .choices import LrDecay, Precision, check_choice
 from .batch import batch_size_of, take, to_device
 from .checkpoint import load_state, save_state, save_weights
 
@@ -58,13 +59,13 @@ class TrainConfig:
     batch_size: int = 512
     lr: float = 2e-3
     warmup: int = 100
-    lr_decay: str = "cosine"
+    lr_decay: LrDecay = "cosine"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     checkpoint_every: int = 500
     seed: int = 0
-    precision: str = "fp32"
+    precision: Precision = "fp32"
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "warmup", "checkpoint_every", "seed"):
@@ -79,14 +80,12 @@ class TrainConfig:
         if not (0 <= self.weight_decay < math.inf and 0 <= self.grad_clip < math.inf):
             raise ValueError(f"TrainConfig.weight_decay and grad_clip must be finite and >= 0, got "
                              f"{self.weight_decay}, {self.grad_clip}")
-        if self.lr_decay not in ("constant", "cosine"):
-            raise ValueError(f"TrainConfig.lr_decay must be 'constant' or 'cosine', got {self.lr_decay!r}")
+        check_choice("TrainConfig.lr_decay", self.lr_decay, LrDecay)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.warmup < 0 or self.checkpoint_every < 0 or self.grad_clip < 0:
             raise ValueError("warmup, checkpoint_every and grad_clip must be >= 0")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"TrainConfig.precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        check_choice("TrainConfig.precision", self.precision, Precision)
 
     def lr_at(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0

@@ -39,7 +39,7 @@ import torch
 
 from genneg.domain import get_domain
 from genneg.evaluate import format_infractions
-from genneg.genneg import distil, draw_labelled, run_round, stack
+from genneg.genneg import RunContext, distil, draw_labelled, run_round, stack
 from genneg.models import fit_base
 
 {FAST_FLAG}
@@ -85,7 +85,7 @@ print(format_infractions(stages["base"][1], digits=2))"""),
 trains a classifier C(valid | x_σ) on the samples re-noised at random σ, with importance weights that restore
 the model's prior α. Below: what it learned, at three noise levels. At small σ it sees the board; at large σ
 it knows little, and guidance only uses it up to the σ where it beats the prior (its `informative_sigma_max`)."""),
-    ("code", """r1 = run_round(base, domain, cfg, oracle, 1, run_dir=run_dir)
+    ("code", """r1 = run_round(base, domain, cfg, oracle, 1, RunContext(run_dir))
 print(f"alpha = {r1.alpha:.3f} on {r1.num_samples} samples; "
       f"guides up to sigma = {r1.report['informative_sigma_max']:.2f}")"""),
     ("code", """axis = np.linspace(-2.5, 2.5, 120)
@@ -106,7 +106,7 @@ from the model guided by classifier 1, and learns what is still wrong."""),
     ("code", """classifiers = [r1.classifier] if r1.classifier is not None else []
 stages["round 1"] = draw(stack(base, classifiers, cfg))
 for k in range(2, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, run_dir=run_dir)
+    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     print(f"round {k}: alpha = {r.alpha:.3f}")
 guided = stack(base, classifiers, cfg)
@@ -116,7 +116,7 @@ show([(name, *stages[name]) for name in stages])"""),
 
 Every classifier adds a gradient evaluation to each sampler step. `distil` trains a copy of the base to match
 the guided denoiser on the guided model's own samples, so sampling costs one network evaluation again."""),
-    ("code", """student = distil(guided, base, domain, cfg, run_dir=run_dir)
+    ("code", """student = distil(guided, base, domain, cfg, RunContext(run_dir))
 stages["distilled"] = draw(student)
 show([(name, *stages[name]) for name in stages])"""),
     ("md", "## 6. Infraction rates per stage (on the same test draws)"),
@@ -153,7 +153,7 @@ import numpy as np
 from genneg.batch import take
 from genneg.domain import get_domain
 from genneg.evaluate import format_infractions
-from genneg.genneg import draw_labelled, run_round, stack
+from genneg.genneg import RunContext, draw_labelled, run_round, stack
 from genneg.models import fit_base
 
 {FAST_FLAG}
@@ -206,7 +206,7 @@ scene-transformer classifier of P(valid | noisy scene, map); the guided model ad
 classifier's log-probability to the denoiser."""),
     ("code", """classifiers = []
 for k in range(1, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, run_dir=run_dir)
+    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} scenes {r.skipped}")
 guided = stack(base, classifiers, cfg)
@@ -270,7 +270,7 @@ from IPython.display import Image, display
 from genneg.batch import take
 from genneg.domain import get_domain
 from genneg.evaluate import format_infractions
-from genneg.genneg import draw_labelled, run_round, stack
+from genneg.genneg import RunContext, draw_labelled, run_round, stack
 from genneg.models import fit_base
 
 {FAST_FLAG}
@@ -306,7 +306,7 @@ before = draw(base)
 print("base:", format_infractions(before[1]))"""),
     ("code", """classifiers = []
 for k in range(1, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, run_dir=run_dir)
+    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     state = r.skipped or ("collapsed: guides nothing" if r.report.get("collapsed") else "informative")
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} windows; classifier {state}")
@@ -375,7 +375,7 @@ from matplotlib.patches import Rectangle
 
 from genneg.domain import get_domain
 from genneg.evaluate import format_infractions
-from genneg.genneg import draw_labelled, run_round, stack
+from genneg.genneg import RunContext, draw_labelled, run_round, stack
 from genneg.models import fit_base
 from genneg.oracle import oracle
 
@@ -431,7 +431,7 @@ samples from the base, labels them with the new rule only and trains one noisy c
 gradient to the denoiser. Both stages sample the same held-out test maps with the same noise."""),
     ("code", """base = fit_base(domain, cfg, run_dir).eval().requires_grad_(False)
 before = draw(base)
-r = run_round(base, domain, cfg, rule, 1, run_dir=run_dir)
+r = run_round(base, domain, cfg, rule, 1, RunContext(run_dir))
 print(f"alpha (keep_clear valid fraction of the base's training-map samples) = {r.alpha:.3f} {r.skipped}")
 guided = stack(base, [r.classifier] if r.classifier is not None else [], cfg)
 after = draw(guided)"""),

@@ -68,7 +68,7 @@ class Recorder:
         for module in ("genneg.models", "genneg.classifier", "genneg.genneg"):
             if hasattr(__import__(module, fromlist=["train"]), "train"):
                 monkeypatch.setattr(f"{module}.train", train)
-        for module in ("genneg.genneg", "genneg.generate"):
+        for module in ("genneg.draws", "genneg.generate"):
             monkeypatch.setattr(f"{module}.generate", generate)
         monkeypatch.setattr("genneg.evaluate.timed_generate",
                             lambda *a, **k: (generate(*a, **k), 1.0))

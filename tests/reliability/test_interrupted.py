@@ -33,7 +33,7 @@ FILE_KILL_POINTS = [
     ("base training, after its first checkpoint", "base.state.pt"),
     ("base evaluation", "base.safetensors"),
     ("round 1 sampling", "samples_base.npz"),
-    ("round 1 labelling / classifier training", "labelled_classifier1.safetensors"),
+    ("round 1 labelling / classifier training", "labelled_round1.safetensors"),
     ("round 1 classifier training, after a checkpoint", "classifier1.state.pt"),
     ("round 1 evaluation", "classifier1.safetensors"),
     ("distillation, after the teacher samples", "distilled.teacher_samples.safetensors"),
@@ -48,10 +48,10 @@ STATE_STAGE = {"base": "base", "classifier1": "round 1", "classifier2": "round 2
                "no_is": "no_is", "discriminator": "discriminator"}
 # a stage recorded in state.json -> the files it finished (which a resumed run must leave untouched)
 STAGE_FILES = {"base": ["base.safetensors", "samples_base.npz"],
-               "round1": ["classifier1.safetensors", "labelled_classifier1.safetensors", "samples_round1.npz"],
-               "round2": ["classifier2.safetensors", "labelled_classifier2.safetensors", "samples_round2.npz"],
+               "round1": ["classifier1.safetensors", "labelled_round1.safetensors", "samples_round1.npz"],
+               "round2": ["classifier2.safetensors", "labelled_round2.safetensors", "samples_round2.npz"],
                "distilled": ["distilled.safetensors", "distilled.teacher_samples.safetensors", "samples_distilled.npz"],
-               "no_is": ["no_is.safetensors", "labelled_no_is.safetensors", "samples_no_is.npz"],
+               "no_is": ["no_is.safetensors", "samples_no_is.npz"],
                "discriminator": ["discriminator.safetensors", "drawn_discriminator.safetensors"]}
 
 
