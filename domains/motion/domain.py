@@ -54,6 +54,7 @@ class MotionDomain:
     """
 
     name = "motion"
+    export_suffixes = (".npz",)  # `genneg sample --out X.npz` writes through ``export`` (genneg.exporting)
 
     def __init__(self, model: str | None = None, cache_dir: str | None = None, aux: bool = True,
                  fk_weight: float = 0.0, fk_sigma_max: float = 1.0, **windows):  # fmt: skip
