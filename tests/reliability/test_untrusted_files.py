@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import os
 import pickle
 import re
@@ -93,6 +94,15 @@ def _evil_npz(path: Path, marker: Path, **plain) -> Path:
     return path
 
 
+def _as_scene_folder(npz: Path) -> Path:
+    """A scene data folder whose one training network's file is ``npz`` (what ``generate_scenes`` writes)."""
+    folder = npz.parent / "scenes"
+    (folder / "networks").mkdir(parents=True)
+    npz.rename(folder / "networks" / "evil.scenes.npz")
+    (folder / "manifest.json").write_text(json.dumps({"networks": [{"name": "evil", "split": "train"}]}))
+    return folder
+
+
 def _readers():
     from domains.motion.body import load_smpl_file
     from domains.motion.data.amass import load_amass
@@ -105,7 +115,7 @@ def _readers():
         "AMASS": lambda p: load_amass(p),
         "SMPL model (.npz)": lambda p: load_smpl_file(p),
         "motion windows": lambda p: load_windows(p),
-        "traffic scenes": lambda p: load_scenes(p.parent, "train"),
+        "traffic scenes": lambda p: load_scenes(_as_scene_folder(p), "train"),
         "evaluation samples": lambda p: load_samples(p),
     }
 

@@ -52,8 +52,10 @@ def test_ddp_training_has_one_writer_and_resumes_each_ranks_stream(ddp_run):
     assert not torch.equal(at20["rank_rng"][0], at20["rank_rng"][1]), "the ranks drew the same batches"
     at40 = load_state(run / "base.state.pt")
     assert at40["step"] == 40 and not torch.equal(at40["rank_rng"][0], at20["rank_rng"][0])
-    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert steps == [20, 40], "stats.jsonl must have one writer (rank 0)"
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["stage"] == "base"]
+    curve = [r["step"] for r in records if r["stage"] == "base_curve"]  # the held-out learning curve's points
+    assert steps == [20, 40] and curve == [20, 40], "stats.jsonl must have one writer (rank 0)"
     weights, _ = load_weights(run / "base.safetensors")
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert not list(run.glob(".*.tmp"))
