@@ -13,9 +13,25 @@ from typing import Any
 from .choices import DistilSigma, PriorCorrection, SamplerKind, check_choice
 from .training import TrainConfig
 
-__all__ = ["SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
+__all__ = ["SigmaConfig", "SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
 
 BASELINES = ("rejection", "no_is", "time_independent", "discriminator", "penalty")
+
+
+@dataclass(frozen=True)
+class SigmaConfig:
+    """The base denoiser's training noise levels: ln σ ~ N(p_mean, p_std²) (EDM's defaults, -1.2 and 1.2).
+
+    A domain whose validity is decided at noise levels far below the data scale (traffic: half a metre in units of
+    25 m) moves ``p_mean`` down so that the denoiser sees those levels often enough to learn them.
+    """
+
+    p_mean: float = -1.2
+    p_std: float = 1.2
+
+    def __post_init__(self):
+        if not (math.isfinite(self.p_mean) and 0 < self.p_std < math.inf):
+            raise ValueError(f"SigmaConfig needs a finite p_mean and a positive p_std, got {self.p_mean}, {self.p_std}")
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,7 @@ class RunConfig:
     net: dict = field(default_factory=dict)
     classifier_net: dict = field(default_factory=dict)
     base: TrainConfig = TrainConfig()
+    base_sigma: SigmaConfig = SigmaConfig()
     classifier: TrainConfig = TrainConfig()
     distil: TrainConfig = TrainConfig()
     sampler: SamplerConfig = SamplerConfig()

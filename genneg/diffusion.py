@@ -129,25 +129,34 @@ def edm_loss(
     *,
     sigma_dist: Callable[..., Tensor] = LogNormalSigma(),
     target: Callable[[Tensor, Tensor, Any], Tensor] | None = None,
+    extra: Callable[[Tensor, Tensor, Tensor, Any], Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """The weighted denoising loss λ(σ)‖D(x0 + σn; σ) − x0‖², per sample ``[B]`` (mean over feature dims).
 
     Args:
         target: if given, regress ``target(x, sigma, cond)`` instead of ``x0`` (distillation from a teacher).
+        extra: a domain's term ``extra(denoised, x0, sigma, cond) -> [B]`` added per sample (e.g. the motion
+            domain's forward-kinematics loss, ``denoised_loss``).
         cond: a dict may carry ``"defined"`` (bool ``[B, N]`` or ``[B, T]``) to ignore padded slots.
     """
     sigma = sigma_dist(x0.shape[0], device=x0.device, generator=generator).to(x0.dtype)
     noise = rng.randn(x0.shape, generator, device=x0.device, dtype=x0.dtype)
     x = x0 + append_dims(sigma, x0.ndim) * noise
     goal = x0 if target is None else target(x, sigma, cond).detach()
-    return denoising_loss(denoiser, x, sigma, goal, cond)
+    denoised = denoiser(x, sigma, cond)
+    loss = weighted_error(denoiser, denoised, sigma, goal, cond)
+    return loss if extra is None else loss + extra(denoised, x0, sigma, cond)
 
 
 def denoising_loss(denoiser: EDMPrecond, x: Tensor, sigma: Tensor, goal: Tensor, cond: Any = None) -> Tensor:
     """λ(σ)‖D(x; σ) − goal‖² per sample ``[B]``, the mean over defined entries (``cond["defined"]``) of ``x``."""
-    err = (denoiser(x, sigma, cond) - goal) ** 2
-    total, count = masked_sum(err, cond)
+    return weighted_error(denoiser, denoiser(x, sigma, cond), sigma, goal, cond)
+
+
+def weighted_error(denoiser: EDMPrecond, denoised: Tensor, sigma: Tensor, goal: Tensor, cond: Any = None) -> Tensor:
+    """λ(σ)‖denoised − goal‖² per sample ``[B]`` over the defined entries."""
+    total, count = masked_sum((denoised - goal) ** 2, cond)
     return denoiser.loss_weight(sigma) * total / count
 
 

@@ -7,11 +7,11 @@ from typing import Callable
 
 from .checkpoint import load_weights
 from .config import RunConfig
-from .diffusion import EDMPrecond, edm_loss
+from .diffusion import EDMPrecond, LogNormalSigma, edm_loss
 from .rng import stream_seed
 from .training import seeded, streamed, train
 
-__all__ = ["build_denoiser", "fit_base", "load_denoiser", "data_dict"]
+__all__ = ["build_denoiser", "base_objective", "fit_base", "load_denoiser", "data_dict"]
 
 
 def build_denoiser(domain, cfg: RunConfig) -> EDMPrecond:
@@ -26,8 +26,16 @@ def data_dict(x0, cond) -> dict:
     return {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
 
 
-def _edm_objective(model, batch, gen):
-    return edm_loss(model, batch["x0"], batch.get("cond"), generator=gen)
+def base_objective(domain, cfg: RunConfig) -> Callable:
+    """``loss(model, batch, gen)`` of the base denoiser: EDM's loss with σ drawn from ``cfg.base_sigma``, plus the
+    domain's ``denoised_loss(denoised, x0, sigma, cond)`` where it has one (a geometric term on the denoised sample)."""
+    sigma_dist = LogNormalSigma(cfg.base_sigma.p_mean, cfg.base_sigma.p_std)
+    extra = getattr(domain, "denoised_loss", None)
+
+    def loss(model, batch, gen):
+        return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, extra=extra, generator=gen)
+
+    return loss
 
 
 def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
@@ -39,7 +47,7 @@ def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = Fals
     """
     x0, cond = domain.dataset("train")
     model = build_denoiser(domain, cfg)
-    res = train(model, _edm_objective, data_dict(x0, cond), streamed(cfg.base, cfg.seed, "base"), run_dir=run_dir,
+    res = train(model, base_objective(domain, cfg), data_dict(x0, cond), streamed(cfg.base, cfg.seed, "base"), run_dir=run_dir,
                 name="base", resume=resume, config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data},
                 callback=callback, on_step=on_step)
     return res.model
