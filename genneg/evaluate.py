@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -17,7 +18,7 @@ from .labelling import label
 from .rng import stream_seed
 from .stats import wilson_interval
 
-__all__ = ["infraction_summary", "format_infractions", "evaluate_denoiser", "nll_points", "EvalData"]
+__all__ = ["infraction_summary", "format_infractions", "evaluate_denoiser", "nll_points", "EvalData", "domain_metrics"]
 
 
 def infraction_summary(result: OracleResult) -> dict:
@@ -54,6 +55,7 @@ class EvalData:
     from the run's ``("eval", ...)`` streams."""
 
     def __init__(self, domain, cfg: RunConfig, split: str = "test"):
+        self.split = split
         x0, cond = domain.dataset(split)
         n = min(cfg.eval.num_nll, x0.shape[0])
         idx = rng.randperm(x0.shape[0], rng.generator(cfg.seed, "eval", "nll_points"))[:n]
@@ -81,7 +83,8 @@ def evaluate_denoiser(
 
     Returns:
         (metrics, decoded samples, oracle result). Metrics hold ``infraction``, ``nll`` (mean, se in nats),
-        ``seconds_per_1000`` (sampler wall time) and ``valid_per_second``.
+        ``seconds_per_1000`` (sampler wall time), ``valid_per_second``, and ``domain`` where the domain measures
+        more (``domain_metrics``).
     """
     n = cfg.eval.num_samples
     seed = stream_seed(cfg.seed, "eval") if seed is None else seed
@@ -92,9 +95,34 @@ def evaluate_denoiser(
     metrics = {"infraction": infraction_summary(result), "seconds_per_1000": 1000 * wall / n}
     n_valid = int(result.valid.sum())
     metrics["valid_per_second"] = n_valid / wall if wall > 0 else float("nan")
+    if callable(getattr(domain, "metrics", None)):
+        metrics["domain"] = domain_metrics(domain, samples, data.gen_cond, result, data.split)
     if with_nll:
         metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(nll_points(denoiser, cfg, data, seed))))
     return metrics, samples, result
+
+
+def domain_metrics(domain, samples, cond, result: OracleResult, split: str) -> dict[str, dict]:
+    """The domain's own measures of a stage's samples: ``domain.metrics(samples, cond, result, split)`` returns
+    ``{name: value}`` or ``{name: {"value", "lo", "hi"}}`` (an interval the domain computed, e.g. bootstrapped over
+    road networks); returned as ``{name: {"value", "lo", "hi"}}`` (NaN bounds where none was given).
+
+    Raises:
+        TypeError / ValueError: a name that is not a string, or a value that is not a finite number.
+    """
+    out = {}
+    for name, v in dict(domain.metrics(samples, cond, result, split)).items():
+        if not isinstance(name, str):
+            raise TypeError(f"{type(domain).__name__}.metrics returned a non-string name {name!r}")
+        entry = dict(v) if isinstance(v, dict) else {"value": v}
+        try:
+            entry = {k: float(entry.get(k, math.nan)) for k in ("value", "lo", "hi")}
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{type(domain).__name__}.metrics[{name!r}] is not a number: {v!r}") from e
+        if not math.isfinite(entry["value"]):
+            raise ValueError(f"{type(domain).__name__}.metrics[{name!r}] is not finite: {entry['value']}")
+        out[name] = entry
+    return out
 
 
 def nll_points(denoiser: Denoiser, cfg: RunConfig, data: EvalData, seed: int) -> torch.Tensor:

@@ -75,6 +75,10 @@ def aggregate(cfg: RunConfig, per_seed: dict[int, dict]) -> dict:
             row["alpha"] = mean_interval([r["round"]["alpha"] for r in recs])
             row["collapsed"] = [bool(r["round"].get("classifier", {}).get("collapsed")) for r in recs]
             row["skipped"] = [r["round"]["skipped"] for r in recs if r["round"]["skipped"]]
+        if all("domain" in m for m in ms):
+            row["domain"] = {k: {**mean_interval([m["domain"][k]["value"] for m in ms]),
+                                 "first_seed": [ms[0]["domain"][k]["lo"], ms[0]["domain"][k]["hi"]]}
+                             for k in ms[0]["domain"] if all(k in m["domain"] for m in ms)}
         if stage == "rejection":
             row["raw_samples_per_valid"] = mean_interval([m["raw_samples_per_valid"] for m in ms])
         rows[stage] = row
@@ -101,6 +105,28 @@ def _num(mi: dict, fmt: str = ".3f") -> str:
     return f"{mi['mean']:{fmt}}" + ("" if math.isnan(hw) else f" ± {hw:{fmt}}")
 
 
+def _domain_table(rows: dict) -> list[str]:
+    """The domain's own measures (``Domain.metrics``): a row per measure, a column per stage; mean over seeds, and
+    for one seed the interval the domain gave."""
+    stages = [st for st, r in rows.items() if r.get("domain")]
+    if not stages:
+        return []
+    names = list(dict.fromkeys(k for st in stages for k in rows[st]["domain"]))
+
+    def cell(st: str, k: str) -> str:
+        d = rows[st]["domain"].get(k)
+        if d is None:
+            return ""
+        lo, hi = d["first_seed"]
+        if d["n"] > 1:
+            return _num(d, ".4g")
+        return f"{d['mean']:.4g}" + ("" if math.isnan(lo) else f" [{lo:.4g}, {hi:.4g}]")
+
+    out = ["", "| measure | " + " | ".join(rows[st]["label"] for st in stages) + " |", "|" + "---|" * (len(stages) + 1)]
+    out += ["| " + " | ".join([k, *[cell(st, k) for st in stages]]) + " |" for k in names]
+    return out
+
+
 def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: int) -> str:
     rows = agg["rows"]
     reasons = list(next(iter(rows.values()))["reasons"]) if rows else []
@@ -115,6 +141,7 @@ def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: 
                  _num(r["nll"]) if "nll" in r else "", diff, ceiling, _num(r["alpha"]) if "alpha" in r else "",
                  _num(r["seconds_per_1000"], ".2f"), _num(r["valid_per_second"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _domain_table(rows)
     s = agg["summary"]
     notes = [
         f"# genneg run: {domain_name}, preset `{cfg.preset}`, {n_seeds} seed(s)",
