@@ -85,6 +85,7 @@ class TrafficDomain:
                              f"data's slots), got {max_vehicles}")
         self.max_vehicles = stored if max_vehicles is None else max_vehicles
         self.tolerance = self.data_cfg.scene.offroad_tolerance
+        self._reference_features: dict = {}
 
     # ---------------------------------------------------------------------------------------------- data
     def presets(self) -> dict[str, RunConfig]:
@@ -104,6 +105,12 @@ class TrafficDomain:
         report = None if progress is None else lambda net, st: progress(
             f"{net}: {st['scenes_kept']}/{st['scenes_tried']} scenes kept")
         return generate_scenes(self.data_dir, cfg, report, executor)
+
+    def data_ready(self) -> bool:
+        """Whether this data config's scenes are generated already (nothing is generated to find out)."""
+        from .data.store import is_generated
+
+        return is_generated(self.data_dir, self.data_cfg)
 
     @property
     def reach(self) -> float:
@@ -188,6 +195,35 @@ class TrafficDomain:
         areas = self.table.areas[self.table.lookup(cond["scene"])]
         defined = self.with_ego_mask(cond).to(x0.device)
         return scene_penalty(self.with_ego(x0, cond), defined, areas, self.tolerance)
+
+    def metrics(self, samples: dict, cond, result, split: str) -> dict[str, dict]:
+        """Infraction rates per scene and per generated vehicle (by distance band from the ego) with 95 % intervals
+        bootstrapped over road networks, and W1 realism distances to the ``split``'s data (``metrics.traffic_metrics``;
+        ``docs/traffic.md``, "Evaluation"). Samples without an oracle verdict (``result.defined``) are left out."""
+        from .metrics import traffic_metrics
+
+        ids = self.table.lookup(samples["scene"])
+        keep = np.ones(len(ids), bool) if result is None else np.asarray(result.defined, bool)
+        if not keep.any():
+            return {}
+        ids = ids[keep]
+        return traffic_metrics(np.asarray(samples["boxes"])[keep], np.asarray(samples["defined"])[keep],
+                               self.table.areas[ids], lambda rows: self.table.polylines(ids[rows]),
+                               self.table.network[ids], self.reference_features(split),
+                               tolerance=self.tolerance, radius=self.data_cfg.scene.radius)
+
+    def reference_features(self, split: str, max_scenes: int = 5000) -> dict[str, np.ndarray]:
+        """``metrics.scene_features`` of the split's data vehicles (at most ``max_scenes`` evenly spaced scenes):
+        what the realism distances compare with. Computed once per split."""
+        from .metrics import scene_features
+
+        if (split, max_scenes) not in self._reference_features:
+            ids = self.table.ids(split)
+            ids = ids[np.linspace(0, len(ids) - 1, min(max_scenes, len(ids))).astype(np.int64)]
+            feats = scene_features(self.table.boxes[ids], self.table.defined[ids],
+                                   lambda rows: self.table.polylines(ids[rows]))
+            self._reference_features[split, max_scenes] = {k: v[np.isfinite(v)] for k, v in feats.items()}
+        return self._reference_features[split, max_scenes]
 
     def export(self, samples: dict, cond, result, path: str | os.PathLike) -> Path:
         """Writes decoded samples (``decode``) as JSON (``export.export_scenes``): per scene the boxes in the scene

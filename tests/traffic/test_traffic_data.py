@@ -161,3 +161,12 @@ def test_interaction_loader_errors(tmp_path):
         load_interaction([bad], tmp_path / "missing.osm")
     with pytest.raises(ValueError, match="at least one"):
         load_interaction([], tmp_path / "missing.osm")
+
+
+def test_data_ready_says_whether_the_scenes_exist_without_making_them(tiny_data_dir, tmp_path):
+    from domains.traffic import TrafficDomain
+
+    assert TrafficDomain(preset="tiny", data_dir=tiny_data_dir).data_ready()
+    empty = TrafficDomain(preset="tiny", data_dir=tmp_path)
+    assert not empty.data_ready() and not any(tmp_path.iterdir())  # asking generated nothing
+    assert not TrafficDomain(preset="demo", data_dir=tiny_data_dir).data_ready()  # another config's scenes

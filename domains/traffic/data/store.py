@@ -30,7 +30,7 @@ from genneg.checkpoint import read_json, read_npz
 from domains.traffic.data.config import SPLITS, SumoDataConfig
 from domains.traffic.data.scenes import SceneArrays
 
-__all__ = ["generate_scenes", "load_scenes", "load_road_maps", "read_manifest", "geometry_arrays"]
+__all__ = ["generate_scenes", "is_generated", "load_scenes", "load_road_maps", "read_manifest", "geometry_arrays"]
 
 MANIFEST = "manifest.json"
 _SCENE_KEYS = ("boxes", "defined", "origin", "time")
@@ -154,6 +154,11 @@ def _load_network(folder: Path, name: str) -> tuple[SceneArrays, dict] | None:
         return SceneArrays(**{k: data[k] for k in _SCENE_KEYS}, drivable_area=np.zeros(0, object)), stats
     except (ValueError, TypeError, KeyError):
         return None  # redone, never trusted
+
+
+def is_generated(out_dir: str | os.PathLike, cfg: SumoDataConfig) -> bool:
+    """Whether ``generate_scenes(out_dir, cfg)`` would find every network of ``cfg`` already generated."""
+    return _is_complete(Path(out_dir) / f"sumo-{cfg.name}-{cfg.digest()}", cfg)
 
 
 def _is_complete(folder: Path, cfg: SumoDataConfig) -> bool:
