@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from . import distributed
 
 __all__ = ["atomic_write", "write_json", "read_json", "read_npz", "save_weights", "load_weights", "save_state",
-           "load_state", "save_cache", "load_cache"]
+           "load_state", "state_step", "save_cache", "load_cache"]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -140,15 +140,22 @@ def save_state(path: str | Path, state: dict) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_state(path: str | Path) -> dict:
-    """Loads a train state with ``weights_only=True``: a file holding code objects is refused, never run."""
+def load_state(path: str | Path, *, mmap: bool = False) -> dict:
+    """Loads a train state with ``weights_only=True``: a file holding code objects is refused, never run. With
+    ``mmap`` its tensors stay in the file, mapped into memory, and are read only where they are used."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such train state: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises several types for corrupt or unsafe files
         raise ValueError(f"refusing or unable to load train state {path}: {type(e).__name__}: {e}") from e
+
+
+def state_step(path: str | Path) -> int:
+    """The step a train state has reached, read without loading its weights, EMA and optimizer moments (the file is
+    memory-mapped and none of its tensors is touched). Raises as ``load_state`` does."""
+    return int(load_state(path, mmap=True)["step"])
 
 
 def save_cache(path: str | Path | None, tensors: dict[str, torch.Tensor], extra: dict, key: dict) -> None:

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import torch
 
-from genneg.checkpoint import load_state, load_weights, read_json, save_state, save_weights, write_json
+from genneg.checkpoint import load_state, load_weights, read_json, save_state, save_weights, state_step, write_json
 
 
 def test_weights_round_trip_bit_for_bit(tmp_path):
@@ -26,6 +26,22 @@ def test_state_round_trip(tmp_path):
     assert back["step"] == 7 and torch.equal(back["rng"], state["rng"]) and torch.equal(back["nested"]["a"], torch.arange(4))
 
 
+def test_state_step_reads_the_step_of_a_state(tmp_path):
+    """``state_step`` gives the step that ``load_state`` gives (a number or a 0-d tensor), from the memory-mapped
+    file, and refuses what ``load_state`` refuses."""
+    big = {"step": torch.tensor(1234), "ema": {"w": torch.randn(300, 300)}, "opt": {"exp_avg": torch.randn(300, 300)}}
+    path = save_state(tmp_path / "big.pt", big)
+    assert state_step(path) == int(load_state(path)["step"]) == 1234
+    assert state_step(save_state(tmp_path / "int.pt", {"step": 7, "ema": {"w": torch.ones(3)}})) == 7
+    mapped = load_state(path, mmap=True)
+    assert torch.equal(mapped["opt"]["exp_avg"], big["opt"]["exp_avg"])  # mapped tensors read back bit for bit
+    with pytest.raises(FileNotFoundError, match="no such train state"):
+        state_step(tmp_path / "nope.pt")
+    (tmp_path / "garbage.pt").write_bytes(b"\x00\x01 not a state")
+    with pytest.raises(ValueError, match="refusing or unable"):
+        state_step(tmp_path / "garbage.pt")
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
@@ -40,6 +56,8 @@ def test_malicious_pickle_does_not_execute(tmp_path):
         pickle.dump({"step": 1, "x": payload}, f)
     with pytest.raises(ValueError, match="refusing or unable"):
         load_state(path)
+    with pytest.raises(ValueError, match="refusing or unable"):
+        state_step(path)
     assert not marker.exists()
 
 
