@@ -65,10 +65,10 @@ def test_cli_sample_labels_on_the_dask_cluster(cluster, toy_run, tmp_path):
     p = subprocess.run([*args, "--out", str(tmp_path / "dask.npz"), "--dask-scheduler", cluster.scheduler_address],
                        env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    from genneg.cli import _load_stage
     from genneg.generate import sample_to_disk
+    from genneg.stages import load_stage
 
-    cfg, domain, denoiser = _load_stage(toy_run, "base")
+    cfg, domain, denoiser, _ = load_stage(toy_run, "base")
     sample_to_disk(denoiser, domain, 600, replace(cfg.sampler, batch_size=200), tmp_path / "here.npz",
                    oracle=domain.oracle())
     a, b = np.load(tmp_path / "dask.npz"), np.load(tmp_path / "here.npz")

@@ -63,14 +63,14 @@ def test_ddp_training_has_one_writer_and_resumes_each_ranks_stream(ddp_run):
 
 def test_sampling_split_across_ranks_equals_one_process(ddp_run, tmp_path):
     """Rank r draws batches r, r + 2, ...; rank 0 gathers and writes: the very samples one process writes."""
-    from genneg.cli import _load_stage
     from genneg.generate import sample_to_disk
+    from genneg.stages import load_stage
 
     run, _, _ = ddp_run
     out = launch("sample", "--run-dir", str(run), "--num-samples", "700", "--batch-size", "128", "--device", "cpu",
                  "--quiet", "--out", str(tmp_path / "two.npz"))
     assert out.count("wrote 700 samples") == 1
-    cfg, domain, denoiser = _load_stage(run, "base")
+    cfg, domain, denoiser, _ = load_stage(run, "base")
     sampler = replace(cfg.sampler, batch_size=128)
     sample_to_disk(denoiser, domain, 700, sampler, tmp_path / "one.npz", oracle=domain.oracle(), seed=0)
     two, one = np.load(tmp_path / "two.npz"), np.load(tmp_path / "one.npz")

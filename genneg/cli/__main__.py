@@ -1,0 +1,5 @@
+import sys
+
+from genneg.cli import main
+
+sys.exit(main())
