@@ -1,9 +1,10 @@
 """Shared by the bad-input tables of the engine (``tests/reliability/test_bad_inputs.py``), the traffic domain
 (``tests/traffic/test_traffic_bad_inputs.py``) and the motion domain (``tests/motion/test_motion_bad_inputs.py``).
 
-Each table is a list of :class:`Bad` rows; :func:`check_bad_input` runs one row and checks its error type and that
-the message names the problem (and, for a file, the file). Bad files are written once per module into a temporary
-folder by :class:`BadFiles`: the generic ones here, each domain's own through a writer it passes in.
+Each table is a list of :class:`Bad` rows, declared in a subclass of :class:`BadInputTable`, which runs every row
+(:func:`check_bad_input` checks its error type and that the message names the problem and, for a file, the file)
+and checks that the row names are unique. Bad files are written once per table into a temporary folder by
+:class:`BadFiles`: the generic ones here, each domain's own through the writers its table names.
 
 Importable from every test folder: ``tests/conftest.py`` puts ``tests/`` on ``sys.path`` (pytest's default
 ``prepend`` import mode), as it does for every conftest's folder.
@@ -76,6 +77,30 @@ class BadFiles:
 
     def plain_npz_bytes(self) -> bytes:
         return (self.root / "plain.npz").read_bytes()
+
+
+class BadInputTable:
+    """The tests of one bad-input table. A subclass sets ``cases`` (its rows) and ``writers`` (functions that write
+    its own bad files into the folder); each row becomes a test of its own, named after the row. A subclass may add
+    tests that take the ``files`` fixture (e.g. that the good twins of the bad files load)."""
+
+    cases: list[Bad] = []
+    writers: tuple[Callable[[Path], None], ...] = ()
+
+    def pytest_generate_tests(self, metafunc):
+        if "case" in metafunc.fixturenames:
+            metafunc.parametrize("case", self.cases, ids=[c.name for c in self.cases])
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def files(cls, tmp_path_factory) -> BadFiles:
+        return BadFiles(tmp_path_factory.mktemp("bad-files"), *cls.writers)
+
+    def test_bad_input_fails_with_a_message_that_names_the_problem(self, case: Bad, files: BadFiles):
+        check_bad_input(case, files)
+
+    def test_the_table_names_are_unique(self):
+        check_unique_names(self.cases)
 
 
 @contextlib.contextmanager

@@ -11,8 +11,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pytest
-from bad_inputs import NAN, Bad, BadFiles, check_bad_input, check_unique_names, file_cases, tiny_smpl, without
+from bad_inputs import NAN, Bad, BadInputTable, file_cases, tiny_smpl, without
 
 from genneg.domain import get_domain
 
@@ -62,11 +61,6 @@ def write_motion_files(r: Path) -> None:
     (r / "smpl_trunc.npz").write_bytes((r / "smpl_ok.npz").read_bytes()[:100])
     # motion windows
     (r / "windows_trunc.npz").write_bytes((r / "plain.npz").read_bytes()[:40])
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> BadFiles:
-    return BadFiles(tmp_path_factory.mktemp("bad-motion-files"), write_motion_files)
 
 
 def _body_forward(f, **kw):
@@ -216,20 +210,15 @@ CASES: list[Bad] = [
 
 
 # ---------------------------------------------------------------------------------------------------- the tests
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_fails_with_a_message_that_names_the_problem(case: Bad, files):
-    check_bad_input(case, files)
+class TestMotionBadInputs(BadInputTable):
+    cases = CASES
+    writers = (write_motion_files,)
 
+    def test_valid_files_of_the_same_kinds_are_accepted(self, files):
+        """The readers above refuse the bad files, not every file: the good twins load."""
+        from domains.motion.body import load_smpl_file
+        from domains.motion.data.amass import load_amass
 
-def test_the_table_names_are_unique():
-    check_unique_names(CASES)
-
-
-def test_valid_files_of_the_same_kinds_are_accepted(files):
-    """The readers above refuse the bad files, not every file: the good twins load."""
-    from domains.motion.body import load_smpl_file
-    from domains.motion.data.amass import load_amass
-
-    assert load_amass(files.path("amass_ok.npz")).root.shape[1] == 3
-    assert load_smpl_file(files.path("smpl_ok.npz"))["v_template"].shape == (24, 3)
-    assert load_smpl_file(files.path("smpl_ok.pkl"))["f"].shape == (1, 3)
+        assert load_amass(files.path("amass_ok.npz")).root.shape[1] == 3
+        assert load_smpl_file(files.path("smpl_ok.npz"))["v_template"].shape == (24, 3)
+        assert load_smpl_file(files.path("smpl_ok.pkl"))["f"].shape == (1, 3)

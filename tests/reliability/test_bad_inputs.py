@@ -4,7 +4,7 @@ names the problem (and, for a file, the file). Table-driven: every row of ``CASE
 Groups: engine tensors and configs, checkpoints and run folders, the ``genneg`` command, oracle results and the toy
 oracles. The traffic and motion domains keep their rows beside their other tests
 (``tests/traffic/test_traffic_bad_inputs.py``, ``tests/motion/test_motion_bad_inputs.py``); the three tables share
-``tests/bad_inputs.py``. Files are written once per module into a temporary folder.
+``tests/bad_inputs.py``. Files are written once per table into a temporary folder.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from bad_inputs import INF, NAN, Bad, BadFiles, check_bad_input, check_unique_names
+from bad_inputs import INF, NAN, Bad, BadInputTable
 
 from domains.toy import ToyDomain
 from genneg.checkpoint import load_state, load_weights, read_json, read_npz, save_weights, write_json
@@ -79,11 +78,6 @@ def write_engine_files(r: Path) -> None:
     (r / "run_trunc").mkdir()
     (r / "run_trunc" / "config.json").write_text('{"domain": "toy", ')
     write_json(r / "run_unknown" / "config.json", {**TINY.to_dict(), "colour": "red"})
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> BadFiles:
-    return BadFiles(tmp_path_factory.mktemp("bad-files"), write_engine_files)
 
 
 def _fit(x0, y, **kw):
@@ -312,15 +306,10 @@ CASES: list[Bad] = [
 
 
 # ---------------------------------------------------------------------------------------------------- the tests
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_fails_with_a_message_that_names_the_problem(case: Bad, files):
-    check_bad_input(case, files)
+class TestEngineBadInputs(BadInputTable):
+    cases = CASES
+    writers = (write_engine_files,)
 
-
-def test_the_table_names_are_unique():
-    check_unique_names(CASES)
-
-
-def test_valid_files_of_the_same_kinds_are_accepted(files):
-    """The readers above refuse the bad files, not every file: the good twins load."""
-    assert read_npz(files.path("plain.npz"))["a"].shape == (3,)
+    def test_valid_files_of_the_same_kinds_are_accepted(self, files):
+        """The readers above refuse the bad files, not every file: the good twins load."""
+        assert read_npz(files.path("plain.npz"))["a"].shape == (3,)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs import INF, NAN, Bad, BadFiles, check_bad_input, check_unique_names, file_cases, without
+from bad_inputs import INF, NAN, Bad, BadInputTable, file_cases, without
 
 from genneg.domain import get_domain
 from genneg.oracle import get_oracle
@@ -66,11 +66,6 @@ def write_traffic_files(r: Path) -> None:
     (r / "scenes_bad" / "manifest.json").write_text('{"digest": ')
     (r / "scenes_list.json").write_text("[1, 2]")
     (r / "scenes_other.json").write_text('{"format": "something else", "scenes": []}')
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> BadFiles:
-    return BadFiles(tmp_path_factory.mktemp("bad-traffic-files"), write_traffic_files)
 
 
 def _boxes(*rows):
@@ -248,18 +243,13 @@ CASES: list[Bad] = [
 
 
 # ---------------------------------------------------------------------------------------------------- the tests
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_fails_with_a_message_that_names_the_problem(case: Bad, files):
-    check_bad_input(case, files)
+class TestTrafficBadInputs(BadInputTable):
+    cases = CASES
+    writers = (write_traffic_files,)
 
+    def test_valid_files_of_the_same_kinds_are_accepted(self, files):
+        """The readers above refuse the bad files, not every file: the good twins load."""
+        from domains.traffic.map import read_sumo_net
 
-def test_the_table_names_are_unique():
-    check_unique_names(CASES)
-
-
-def test_valid_files_of_the_same_kinds_are_accepted(files):
-    """The readers above refuse the bad files, not every file: the good twins load."""
-    from domains.traffic.map import read_sumo_net
-
-    assert read_sumo_net(files.path("ok.net.xml")).drivable_area.area > 0
-    assert _roadmap(ROAD).drivable_area.area == 1000
+        assert read_sumo_net(files.path("ok.net.xml")).drivable_area.area > 0
+        assert _roadmap(ROAD).drivable_area.area == 1000
