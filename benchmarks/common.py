@@ -239,3 +239,61 @@ def traffic_data_dir() -> Path:
 
     TrafficDomain(preset="tiny", data_dir=BUILD / "traffic").prepare_data()
     return BUILD / "traffic"
+
+
+# ------------------------------------------------------------------------------------------------------ motion
+
+
+def full_length_conditions(domain, n: int) -> dict:
+    """``n`` motion conditions with every frame defined, the clip labels taken in turn."""
+    return {"label": torch.arange(n) % len(domain.label_names),
+            "defined": torch.ones(n, domain.frames, dtype=torch.bool)}  # fmt: skip
+
+
+def judge_motion(domain, oracle, x0, cond) -> dict:
+    """What the motion benchmarks report of sampled windows ``x0``: infraction rates per reason (Wilson intervals),
+    the median worst-frame depth below the floor (mm), the pelvis-height jitter (mean absolute second difference, mm
+    per frame) and, with auxiliary channels, the median of each one's distance to the kinematics."""
+    import numpy as np
+
+    from genneg.evaluate import infraction_summary
+    from genneg.labelling import label
+
+    samples = domain.decode(x0, cond)
+    result = label(oracle, samples, cond)
+    d = samples["defined"]
+    depth = -np.where(d, samples["lowest_height"], np.inf).min(1) * 1000
+    root_y = samples["features"][..., 1]
+    jitter = np.abs(root_y[:, 2:] - 2 * root_y[:, 1:-1] + root_y[:, :-2])[d[:, 2:]].mean() * 1000
+    out = {"infraction": infraction_summary(result), "median_worst_depth_mm": float(np.median(depth)),
+           "pelvis_jitter_mm": float(jitter)}  # fmt: skip
+    out.update({k: float(np.median(v)) for k, v in samples.items() if k.startswith("aux_")})
+    return out
+
+
+def train_and_judge(domain, train, steps: int, conditions: dict, n: int, sampler_steps: int = 18, seed: int = 1):
+    """Trains a motion base with ``train()`` (which returns its EMA denoiser) and judges it: ``n`` windows sampled
+    with ``sampler_steps`` Heun steps on each condition set of ``conditions`` (``{name: cond}``), labelled by the
+    domain's oracle (``judge_motion``).
+
+    Returns:
+        ``(model, seconds per training step, {name: judge_motion(...)})``; the time is the training's alone.
+    """
+    from genneg.config import SamplerConfig
+    from genneg.generate import generate
+
+    start = time.perf_counter()
+    model = train().eval()
+    per_step = (time.perf_counter() - start) / steps
+    oracle, judged = domain.oracle(), {}
+    for name, cond in conditions.items():
+        with torch.no_grad():
+            x0 = generate(model, domain.sample_shape, n, SamplerConfig(steps=sampler_steps), cond, seed=seed)
+        judged[name] = judge_motion(domain, oracle, x0, cond)
+    return model, per_step, judged
+
+
+def report_json(name: str, payload: dict, out: str | None = None) -> Path:
+    """Prints ``payload`` as JSON and writes it (``write``): the motion benchmarks' report."""
+    print(json.dumps(payload, indent=2, default=float), flush=True)
+    return write(name, payload, out)

@@ -12,12 +12,10 @@ which the classifier is informative. Results: ``benchmarks/results/motion_classi
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import torch
+from common import parser, report_json, setup
 
 from genneg.checkpoint import load_state, load_weights
 from genneg.classifier import NoisyClassifier, classifier_report, fit_classifier
@@ -26,8 +24,6 @@ from genneg.domain import get_domain
 from genneg.generate import generate
 from genneg.labelling import label
 from genneg.models import build_denoiser
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def _base(domain, cfg, path: str):
@@ -38,13 +34,13 @@ def _base(domain, cfg, path: str):
 
 
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--state", required=True, help="base.state.pt or base.safetensors of a cpu-preset base")
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--tag", required=True)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    setup(args.threads)
     cfg = get_domain("motion").presets()["cpu"]
     domain = get_domain("motion", **cfg.data)
     base = _base(domain, cfg, args.state)
@@ -69,9 +65,7 @@ def main(argv=None) -> dict:
         out[head] = {"informative_sigma_max": report["informative_sigma_max"], "collapsed": report["collapsed"],
                      "bins": [{k: b[k] for k in ("sigma_lo", "sigma_hi", "bce", "reference_bce", "gain", "gain_se",
                                                   "auc", "accuracy")} for b in report["bins"]]}  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"motion_classifier_heads_{args.tag}.json").write_text(json.dumps(out, indent=2, default=float))
-    print(json.dumps(out, indent=2, default=float))
+    report_json(f"motion_classifier_heads_{args.tag}", out, args.out)
     return out
 
 
