@@ -47,8 +47,9 @@ def joint_index(name: str) -> int:
 
 PARENTS = np.array([-1 if PARENT_NAMES[n] is None else joint_index(PARENT_NAMES[n]) for n in JOINT_NAMES])
 
-# Approximate SMPL neutral rest joints (metres); symmetric by construction. Spine and collar joints lie between
-# the measured ones (see notes/motion-data.md); the exact values only shape the proxy body.
+# Approximate SMPL neutral rest joints (metres; Y up, +Z forward, +X the body's left), symmetric by construction:
+# pelvis, legs, neck, head and arms rounded from the neutral SMPL model, the spine and collar joints placed by hand
+# between their neighbours. The exact values only shape the proxy body.
 _REST_CENTRE = {
     "pelvis": (0.0, -0.223, 0.028), "spine1": (0.0, -0.103, 0.012), "spine2": (0.0, 0.020, 0.003),
     "spine3": (0.0, 0.071, 0.029), "neck": (0.0, 0.289, -0.012), "head": (0.0, 0.380, 0.044),

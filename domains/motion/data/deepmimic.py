@@ -4,10 +4,10 @@ A clip is JSON ``{"Loop": ..., "Frames": [[44 numbers], ...]}``; a frame holds i
 (metres, Y up), the root quaternion (w, x, y, z), local quaternions of chest, neck, hips, ankles and shoulders, and
 knee/elbow angles about local z. The humanoid (humanoid.urdf scaled by 0.25) faces +X with its right along +Z.
 
-Retargeting (see notes/motion-data.md): forward kinematics on the DeepMimic tree, axis change C = Ry(-90 deg) to
-SMPL's frame (faces +Z, left +X), every SMPL joint takes the global rotation of a DeepMimic joint times a constant
-rest correction that turns SMPL's rest bone onto DeepMimic's, local = parent_global^T global, and the root
-translation is scaled by the leg-length ratio.
+Retargeting: forward kinematics on the DeepMimic tree, axis change C = Ry(-90 deg) to SMPL's frame (faces +Z,
+left +X), every SMPL joint takes the global rotation of a DeepMimic joint (``SMPL_SOURCE``) times a constant rest
+correction that turns SMPL's rest bone onto DeepMimic's, so that the bone directions match, local =
+parent_global^T global, and the root translation is scaled by the leg-length ratio.
 """
 
 from __future__ import annotations
