@@ -13,8 +13,9 @@ Definitions (``docs/traffic.md`` compares them with the field's variants):
   an edge or a corner) never collide, including boxes placed end to end as a user writes it,
   ``b.x = a.x + (a.length + b.length) / 2``, whose touching is exact on paper but not in floating point (the
   projections round by ~1e-15 m either way). nuPlan's ``intersects`` would count touching boxes. Shapely's
-  "interiors intersect" (``pairwise_overlap_shapely``) agrees on every pair except those overlapping by less
-  than 1 mm, which Shapely calls collisions and this rule does not.
+  "interiors intersect" agrees on every pair except those overlapping by less than 1 mm, which Shapely calls
+  collisions and this rule does not (the tests compare with Shapely references kept beside them,
+  ``tests/traffic/overlap_references.py``).
 - **Off-road** follows nuPlan's drivable-area rule: a vehicle is off-road when any of its four corners lies more
   than ``tolerance`` metres (default 0.3 m, nuPlan's ``max_violation_threshold``) outside the drivable area.
   The tolerance also absorbs slivers between lane buffers and junction shapes in SUMO maps.
@@ -42,8 +43,6 @@ __all__ = [
     "box_corners",
     "pairwise_overlap_sat",
     "collision_pairs",
-    "pairwise_overlap_shapely",
-    "pairwise_overlap_loop",
     "vehicle_collisions",
     "collision",
     "offroad",
@@ -218,41 +217,6 @@ collision_pairs = pairwise_overlap_sat  # the name the traffic issue uses
 def _mask_pairs(hit: np.ndarray, defined: np.ndarray) -> np.ndarray:
     n = defined.shape[1]
     return hit & defined[:, :, None] & defined[:, None, :] & ~np.eye(n, dtype=bool)
-
-
-def pairwise_overlap_shapely(boxes, defined=None, *, strict: bool = True) -> np.ndarray:
-    """Reference pairwise overlap with Shapely 2's vectorised predicates.
-
-    Args:
-        boxes: [B, N, 5]; defined: [B, N] bool or None.
-        strict: True = interiors intersect (``intersects and not touches``, our rule); False = nuPlan's
-            ``intersects`` (touching boxes collide).
-
-    Returns:
-        bool [B, N, N] like ``pairwise_overlap_sat``.
-    """
-    boxes, defined = check_boxes(boxes, defined)
-    polygons = shapely.polygons(box_corners(boxes))  # [B, N]
-    a, b = polygons[:, :, None], polygons[:, None, :]
-    hit = shapely.intersects(a, b)
-    if strict:
-        hit &= ~shapely.touches(a, b)
-    return _mask_pairs(hit, defined)
-
-
-def pairwise_overlap_loop(boxes, defined=None) -> np.ndarray:
-    """Slow reference: a Python loop over pairs of Shapely polygons; collide iff the intersection has area > 0."""
-    boxes, defined = check_boxes(boxes, defined)
-    corners = box_corners(boxes)
-    out = np.zeros(boxes.shape[:2] + boxes.shape[1:2], bool)
-    for b in range(boxes.shape[0]):
-        idx = np.flatnonzero(defined[b])
-        polygons = {i: shapely.Polygon(corners[b, i]) for i in idx}
-        for k, i in enumerate(idx):
-            for j in idx[k + 1 :]:
-                if polygons[i].intersects(polygons[j]) and polygons[i].intersection(polygons[j]).area > 0:
-                    out[b, i, j] = out[b, j, i] = True
-    return out
 
 
 def vehicle_collisions(boxes, defined=None) -> np.ndarray:

@@ -196,10 +196,11 @@ class TrafficDomain:
         defined = self.with_ego_mask(cond).to(x0.device)
         return scene_penalty(self.with_ego(x0, cond), defined, areas, self.tolerance)
 
-    def metrics(self, samples: dict, cond, result, split: str) -> dict[str, dict]:
+    def metrics(self, samples: dict, cond, result, split: str, networks=None) -> dict[str, dict]:
         """Infraction rates per scene and per generated vehicle (by distance band from the ego) with 95 % intervals
         bootstrapped over road networks, and W1 realism distances to the ``split``'s data (``metrics.traffic_metrics``;
-        ``docs/traffic.md``, "Evaluation"). Samples without an oracle verdict (``result.defined``) are left out."""
+        ``docs/traffic.md``, "Evaluation"). Samples without an oracle verdict (``result.defined``) are left out.
+        ``networks`` (names) compares with the data of those networks only (default: the whole split)."""
         from .metrics import traffic_metrics
 
         ids = self.table.lookup(samples["scene"])
@@ -209,21 +210,27 @@ class TrafficDomain:
         ids = ids[keep]
         return traffic_metrics(np.asarray(samples["boxes"])[keep], np.asarray(samples["defined"])[keep],
                                self.table.areas[ids], lambda rows: self.table.polylines(ids[rows]),
-                               self.table.network[ids], self.reference_features(split),
+                               self.table.network[ids], self.reference_features(split, networks),
                                tolerance=self.tolerance, radius=self.data_cfg.scene.radius)
 
-    def reference_features(self, split: str, max_scenes: int = 5000) -> dict[str, np.ndarray]:
-        """``metrics.scene_features`` of the split's data vehicles (at most ``max_scenes`` evenly spaced scenes):
-        what the realism distances compare with. Computed once per split."""
+    def reference_features(self, split: str, networks=None, max_scenes: int = 5000) -> dict[str, np.ndarray]:
+        """``metrics.scene_features`` of the split's data vehicles (on the named ``networks`` only, if given; at most
+        ``max_scenes`` evenly spaced scenes) and their networks (``"network"``): what the realism distances compare
+        with. Computed once per setting."""
         from .metrics import scene_features
 
-        if (split, max_scenes) not in self._reference_features:
+        key = (split, None if networks is None else tuple(sorted(networks)), max_scenes)
+        if key not in self._reference_features:
             ids = self.table.ids(split)
-            ids = ids[np.linspace(0, len(ids) - 1, min(max_scenes, len(ids))).astype(np.int64)]
+            if networks is not None:
+                ids = ids[np.isin(self.table.network[ids], list(networks))]
+                if len(ids) == 0:
+                    raise ValueError(f"split {split!r} holds no scene of the networks {sorted(networks)}")
+            ids = ids[np.linspace(0, len(ids) - 1, min(max_scenes, len(ids))).round().astype(np.int64)]
             feats = scene_features(self.table.boxes[ids], self.table.defined[ids],
                                    lambda rows: self.table.polylines(ids[rows]))
-            self._reference_features[split, max_scenes] = {k: v[np.isfinite(v)] for k, v in feats.items()}
-        return self._reference_features[split, max_scenes]
+            self._reference_features[key] = {**feats, "network": self.table.network[ids]}
+        return self._reference_features[key]
 
     def export(self, samples: dict, cond, result, path: str | os.PathLike) -> Path:
         """Writes decoded samples (``decode``) as JSON (``export.export_scenes``): per scene the boxes in the scene

@@ -22,7 +22,13 @@ def test_genneg_run_tiny_end_to_end(tiny_data_dir, tmp_path):
         if stage != "rejection":
             assert np.isfinite(row["nll"]["mean"])
     assert rows["rejection"]["infraction"]["mean"] == 0.0
-    assert (run_dir / "report.md").read_text().count("\n| ") >= len(expected)
+    report = (run_dir / "report.md").read_text()
+    assert report.count("\n| ") >= len(expected)
+    # the domain's own measures (TrafficDomain.metrics) of every sampled stage (rejection's are not measured on its
+    # accepted samples), a row each in the report
+    assert all({"invalid_per_vehicle", "collision_per_scene", "w1_length_m", "w1_gap_m"} <= set(row["domain"])
+               for stage, row in rows.items() if stage != "rejection")
+    assert "| w1_lane_heading_rad |" in report and "| offroad_per_vehicle |" in report
     assert (run_dir / "figures" / "samples.png").stat().st_size > 10_000
     z = np.load(run_dir / "seed0" / "samples_base.npz")
     assert z["s_boxes"].shape[1:] == (4, 5) and z["s_scene"].dtype == np.int64
