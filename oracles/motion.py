@@ -13,6 +13,11 @@ Continuous metrics (reported for generated and real data):
   ``float_mm`` = height of the lowest vertex when it is above the floor (PhysDiff's Float; 0 otherwise);
   ``skate_mm`` = mean horizontal displacement, between frames t and t + 1, of the vertices at or below the floor
   in both frames (UHC's skate; 0 for a transition without such contact).
+- :func:`physdiff_lowest_metrics` (PhysDiff's own wording, millimetres, per-frame values averaged over defined
+  frames): ``penetrate_mm`` = depth of the lowest mesh vertex when it is below the floor (0 otherwise);
+  ``float_mm`` = height of the lowest mesh vertex when it is above the floor (0 otherwise); ``skate_mm`` = mean
+  horizontal displacement, between frames t and t + 1, of the toe joints in contact with the ground (below
+  ``contact_m``) in both frames (0 for a transition without such contact). It reads only what labelling computes.
 - :func:`skating_ratio` (GMD / OmniControl): share of frame transitions in which a toe joint is below 5 cm in
   both frames and moves horizontally faster than 0.5 m/s, in the transition and in its centred 5-frame average.
 
@@ -43,6 +48,7 @@ __all__ = [
     "MotionThresholds",
     "DEFAULT_THRESHOLDS",
     "physdiff_metrics",
+    "physdiff_lowest_metrics",
     "skating_ratio",
     "lowest_heights",
     "longest_run",
@@ -151,6 +157,42 @@ def physdiff_metrics(vertices, fps: float = 20.0, defined=None) -> dict[str, np.
         "float_mm": 1000.0 * _masked_mean(np.maximum(lowest, 0), defined),
         "skate_mm": 1000.0 * _masked_mean(skate, pairs),
     }
+
+
+def physdiff_lowest_metrics(lowest, toes, fps: float = 20.0, defined=None, *,
+                            contact_m: float = 0.05) -> dict[str, np.ndarray]:  # fmt: skip
+    """PhysDiff's Penetrate, Float and Skate (Yuan et al. 2023, Sec. 5) of B motions, in millimetres, from the
+    lowest-vertex heights and the toe joints (see the module docstring); Phys-Err is their sum.
+
+    PhysDiff says "foot joints that contact the ground" without a height; a toe joint sits a few centimetres above
+    the sole, so contact here is the GMD rule's: below ``contact_m`` (5 cm).
+
+    Args:
+        lowest: [B, T] height of each frame's lowest mesh vertex, metres, Y up, floor at y = 0.
+        toes: [B, T, 2, 3] left and right toe joints, metres, Y up.
+        defined: [B, T] frame mask (None = all frames).
+
+    Returns:
+        ``penetrate_mm``, ``float_mm``, ``skate_mm``, ``phys_err_mm``: [B] float64, each the mean of a per-frame
+        (per-transition for skate) value over the defined frames.
+    """
+    _check_fps(fps)
+    low = np.nan_to_num(lowest_heights(lowest, defined))  # [B, T], 0 on padding (masked below)
+    toes = _check_points(toes, "toes", 2)
+    defined = _check_defined(defined, low.shape)
+    if toes.shape[:2] != low.shape:
+        raise ValueError(f"toes {toes.shape} and lowest heights {low.shape} must cover the same [B, T]")
+    h = toes[..., 1]  # [B, T, 2]
+    contact = (h[:, :-1] < contact_m) & (h[:, 1:] < contact_m)  # [B, T-1, 2]
+    step = np.hypot(toes[:, 1:, :, 0] - toes[:, :-1, :, 0], toes[:, 1:, :, 2] - toes[:, :-1, :, 2])
+    skate = np.where(contact, step, 0).sum(-1) / np.maximum(contact.sum(-1), 1)  # [B, T-1]
+    out = {
+        "penetrate_mm": 1000.0 * _masked_mean(np.maximum(-low, 0), defined),
+        "float_mm": 1000.0 * _masked_mean(np.maximum(low, 0), defined),
+        "skate_mm": 1000.0 * _masked_mean(skate, defined[:, :-1] & defined[:, 1:]),
+    }
+    out["phys_err_mm"] = out["penetrate_mm"] + out["float_mm"] + out["skate_mm"]
+    return out
 
 
 def _centred_average(x: np.ndarray, size: int) -> np.ndarray:
@@ -340,12 +382,19 @@ def _single(reason: str, thresholds: MotionThresholds | None):
 
 
 def motion_oracle(thresholds: MotionThresholds | None = None, reasons=("penetration", "skating", "float")) -> AllOf:
-    """The motion oracle: one FunctionOracle per reason, combined (valid = no infraction)."""
+    """The motion oracle: one FunctionOracle per reason, combined (valid = no infraction).
+
+    Its name is "motion", or with thresholds other than the defaults "motion[penetration_mm=300.0, ...]" (the
+    fields that differ), so labels cached under one setting are never read back under another."""
     unknown = set(reasons) - {"penetration", "skating", "float"}
     if unknown or not reasons:
         raise ValueError(f"unknown motion oracle reasons {sorted(unknown)}; use penetration, skating, float")
     parts = [FunctionOracle(r, _single(r, thresholds)) for r in reasons]
-    return AllOf(parts, name="motion")
+    t = thresholds or DEFAULT_THRESHOLDS
+    changed = [f"{k}={getattr(t, k)}" for k in MotionThresholds.__dataclass_fields__
+               if getattr(t, k) != getattr(DEFAULT_THRESHOLDS, k)]  # fmt: skip
+    name = "motion" if list(reasons) == ["penetration", "skating", "float"] else "motion:" + "+".join(reasons)
+    return AllOf(parts, name=name + (f"[{', '.join(changed)}]" if changed else ""))
 
 
 for _reason in ("penetration", "skating", "float"):

@@ -34,6 +34,7 @@ from .skeleton import NUM_JOINTS
 __all__ = ["MotionDomain", "make_domain"]
 
 _METRIC_WINDOWS = 32  # windows per chunk for the full-mesh PhysDiff metrics
+CONDITION_SETS = ("windows", "full", "masks")  # what ``conditions`` draws; see MotionDomain.conditions
 
 
 def make_domain(**data_kwargs) -> "MotionDomain":
@@ -50,6 +51,8 @@ class MotionDomain:
         aux: add the auxiliary channels (``features``) to the model's channels.
         fk_weight, fk_sigma_max: weight (per m²) of :meth:`fk_loss` in :meth:`denoised_loss`, and the noise level
             below which it applies (0 = no forward-kinematics loss).
+        conditions: the condition set :meth:`conditions` draws for a split named without one ("windows",
+            "full" or "masks"); ``"test:full"`` names one explicitly.
         **windows: ``WindowConfig`` fields (``window``, ``stride``, ``clips``, ``mirror``, ...).
     """
 
@@ -57,9 +60,13 @@ class MotionDomain:
     export_suffixes = (".npz",)  # `genneg sample --out X.npz` writes through ``export`` (genneg.exporting)
 
     def __init__(self, model: str | None = None, cache_dir: str | None = None, aux: bool = True,
-                 fk_weight: float = 0.0, fk_sigma_max: float = 1.0, **windows):  # fmt: skip
+                 fk_weight: float = 0.0, fk_sigma_max: float = 1.0, conditions: str = "windows",
+                 **windows):  # fmt: skip
         if not (fk_weight >= 0 and fk_sigma_max > 0):
             raise ValueError(f"need fk_weight >= 0 and fk_sigma_max > 0, got {fk_weight}, {fk_sigma_max}")
+        if conditions not in CONDITION_SETS:
+            raise ValueError(f"unknown condition set {conditions!r}; choose one of {CONDITION_SETS}")
+        self.condition_set = conditions
         self.windows = WindowConfig(**windows)
         self.model, self.cache_dir, self.aux = model, cache_dir, bool(aux)
         self.fk_weight, self.fk_sigma_max = float(fk_weight), float(fk_sigma_max)
@@ -95,10 +102,23 @@ class MotionDomain:
     def label_names(self) -> tuple[str, ...]:
         return tuple(str(n) for n in self.data["label_names"])
 
+    def _parse(self, split: str) -> tuple[str, str | None]:
+        """``"test:full"`` -> ("test", "full"); ``"test"`` -> ("test", None)."""
+        name, _, kind = str(split).partition(":")
+        if name not in SPLITS or (kind and kind not in CONDITION_SETS):
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}, optionally with a condition set "
+                             f"(e.g. 'test:full'): {CONDITION_SETS}")
+        return name, kind or None
+
     def _split(self, split: str) -> np.ndarray:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-        idx = np.flatnonzero(self.data["split"] == split)
+        """Window indices of a split; with a condition set only the uncut windows ("windows", "masks") or the uncut
+        full-length ones ("full")."""
+        name, kind = self._parse(split)
+        idx = np.flatnonzero(self.data["split"] == name)
+        if kind is not None:
+            idx = idx[~self.data["cut"][idx]]
+        if kind == "full":
+            idx = idx[self.data["mask"][idx].all(1)]
         if len(idx) == 0:
             raise ValueError(f"the {split!r} split holds no windows (config {asdict(self.windows)})")
         return idx
@@ -144,18 +164,33 @@ class MotionDomain:
         return float(np.round(x0[cond["defined"]].std().item(), 3))
 
     def conditions(self, n: int, split: str = "test", seed: int = 0) -> dict:
-        """``n`` (label, frame mask) pairs of the split's windows, deterministic by seed: a clip drawn uniformly, then
-        one of its windows. Train windows cut to a random prefix (a training augmentation) are never drawn, so the
-        rounds label samples on the same kind of conditions as the evaluation."""
-        idx = self._split(split)
-        idx = idx[~self.data["cut"][idx]]
-        clips = np.unique(self.data["label"][idx])
-        rng = numpy_rng(seed, "motion-conditions", split)
-        chosen = clips[rng.integers(0, len(clips), n)]
-        pick = np.empty(n, np.int64)
-        for c in np.unique(chosen):
-            members = idx[self.data["label"][idx] == c]
-            pick[chosen == c] = members[rng.integers(0, len(members), int((chosen == c).sum()))]
+        """``n`` (label, frame mask) pairs, deterministic by seed, from one of three condition sets. ``split`` is a
+        split name, optionally with the set (``"test:full"``); without one, the domain's ``conditions`` setting.
+
+        - ``windows``: a clip drawn uniformly, then one of its uncut windows of the split (its label and mask);
+        - ``full``: full-length masks (every frame defined), the clip labels balanced (each ⌊n/L⌋ or ⌈n/L⌉ times);
+        - ``masks``: the split's uncut windows' own labels and masks, each window equally often.
+
+        Train windows cut to a random prefix (a training augmentation) are never drawn, so the rounds label samples
+        on the same kind of conditions as the evaluation.
+        """
+        name, kind = self._parse(split)
+        kind = kind or self.condition_set
+        rng = numpy_rng(seed, "motion-conditions", name if kind == "windows" else f"{name}:{kind}")
+        if kind == "full":
+            label = _balanced(np.arange(len(self.label_names)), n, rng)
+            return {"label": torch.as_tensor(label, dtype=torch.long),
+                    "defined": torch.ones(n, self.frames, dtype=torch.bool)}  # fmt: skip
+        idx = self._split(f"{name}:masks")
+        if kind == "masks":
+            pick = _balanced(idx, n, rng)
+        else:
+            clips = np.unique(self.data["label"][idx])
+            chosen = clips[rng.integers(0, len(clips), n)]
+            pick = np.empty(n, np.int64)
+            for c in np.unique(chosen):
+                members = idx[self.data["label"][idx] == c]
+                pick[chosen == c] = members[rng.integers(0, len(members), int((chosen == c).sum()))]
         return {"label": torch.as_tensor(self.data["label"][pick], dtype=torch.long),
                 "defined": torch.as_tensor(self.data["mask"][pick])}  # fmt: skip
 
@@ -195,6 +230,24 @@ class MotionDomain:
             samples.update(aux_errors(channels[..., FRAME_FEATURES:], implied, torch.as_tensor(defined)))
         return samples
 
+    @cached_property
+    def train_reference(self) -> dict[str, np.ndarray]:
+        """The uncut train windows posed: ``joints`` [N, T, 24, 3], ``defined`` [N, T], ``label`` [N] (what
+        :meth:`metrics` measures the distance to the nearest training window against)."""
+        idx = self._split("train:masks")
+        defined = self.data["mask"][idx]
+        joints = oracle_inputs(self.skinned, torch.as_tensor(self.data["features"][idx]), defined)["joints"]
+        return {"joints": joints, "defined": defined, "label": self.data["label"][idx]}
+
+    def metrics(self, samples: dict, cond, result, split: str) -> dict[str, dict]:
+        """The evaluation's motion measures (``metrics.motion_metrics``): PhysDiff's Penetrate / Float / Skate /
+        Phys-Err (mm, from the lowest vertex), GMD's skating ratio, the worst-frame depth's median and 90th
+        percentile, diversity per clip and the distance to the nearest training window (m), each with an interval;
+        and the invalid rates on full-length conditions and on shorter masks apart, where both are present."""
+        from .metrics import motion_metrics
+
+        return motion_metrics(samples, result, self.train_reference, self.fps)
+
     def mesh_metrics(self, samples: dict) -> dict[str, np.ndarray]:
         """PhysDiff Penetrate / Float / Skate (mm) on the full mesh and the GMD skating ratio, [B] each, of decoded
         samples (about 20 ms a window on one CPU core: for reports, not for labelling)."""
@@ -213,18 +266,29 @@ class MotionDomain:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     # --------------------------------------------------------------------------------------------- oracle, penalty
-    def oracle(self, names: list[str] | None = None) -> Oracle:
+    def oracle(self, names: list[str] | None = None, **thresholds) -> Oracle:
         """The calibrated motion oracle (penetration, skating, float), or registered motion oracles by name.
 
         Names are looked up as ``motion:<name>`` first (``penetration``, ``skating``, ``float``, ``physical``).
+        ``thresholds`` (``oracles.motion.MotionThresholds`` fields, e.g. ``penetration_mm=150``) replace the
+        calibrated ones for the motion reasons: what a threshold curriculum (``GenNegConfig.oracle_curriculum``)
+        passes for its early rounds. They cannot be combined with other registered oracles.
         """
-        from oracles.motion import motion_oracle
+        from dataclasses import replace
+
+        from oracles.motion import DEFAULT_THRESHOLDS, motion_oracle
 
         if self.fps != 20.0:
             raise ValueError(f"the motion oracles are calibrated at 20 fps; this domain's windows are at {self.fps}")
+        t = replace(DEFAULT_THRESHOLDS, **thresholds) if thresholds else None
         if not names or list(names) in (["motion"], ["physical"]):
-            return motion_oracle()
-        return all_of(*[get_oracle(n, domain=self.name) for n in names], name="+".join(names))
+            return motion_oracle(t)
+        if not thresholds:
+            return all_of(*[get_oracle(n, domain=self.name) for n in names], name="+".join(names))
+        reasons = [n.removeprefix("motion:") for n in names]
+        if not set(reasons) <= {"penetration", "skating", "float"}:
+            raise ValueError(f"thresholds {sorted(thresholds)} apply to the motion reasons only, not to {names}")
+        return motion_oracle(t, tuple(reasons))
 
     @cached_property
     def contact_vertices(self) -> Tensor:
@@ -309,3 +373,10 @@ class MotionDomain:
         from .presets import motion_presets
 
         return motion_presets()
+
+
+def _balanced(items: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of ``items``, each ⌊n/len⌋ or ⌈n/len⌉ times (the extra ones drawn without replacement), shuffled."""
+    reps, extra = divmod(n, len(items))
+    out = np.concatenate([np.repeat(items, reps), rng.choice(items, extra, replace=False)])
+    return out[rng.permutation(n)]

@@ -18,7 +18,8 @@ from .data.amass import Z_UP_TO_Y_UP
 from .data.representation import decode as decode_features
 from .rotations import matrix_to_axis_angle
 
-__all__ = ["amass_parameters", "export_arrays", "write_export", "write_meshes", "write_amass", "export_run"]
+__all__ = ["amass_parameters", "export_arrays", "write_export", "write_meshes", "write_amass", "export_run",
+           "compare_gif"]
 
 EXPORT_VERSION = 1
 
@@ -121,16 +122,51 @@ def write_amass(path: str | Path, features: np.ndarray, body, fps: float = 20.0,
     return path
 
 
-def _pick(results: dict, first: str, n: int) -> np.ndarray:
-    """Indices of up to n samples the first stage gets wrong (longest windows first), else any."""
+def _pick(results: dict, first: str, n: int, label: int | None = None) -> np.ndarray:
+    """Indices of up to n samples the first stage gets wrong (longest windows first), else any; only samples of
+    clip ``label`` when given."""
     s = results[first]
     order = np.argsort(s["s_defined"].sum(1) * -1 + 1000 * s["valid"], kind="stable")
+    if label is not None:
+        order = order[s["s_label"][order] == label]
     return order[:n]
 
 
+def compare_gif(path: str | Path, domain, denoisers: dict, label: int, sampler, *, seed: int = 0,
+                frames: int | None = None, oracle=None, dpi: int = 72) -> dict[str, bool]:  # fmt: skip
+    """Samples one full-length window of clip ``label`` from each denoiser with the same initial noise (``seed``)
+    and animates them side by side as a GIF (``plot.write_gif``: stick figures of the SMPL joints over the floor,
+    red while a frame penetrates). ``denoisers`` maps a panel title ("base", "Gen-neG") to a denoiser.
+
+    Returns:
+        ``{title: valid}``, the oracle's verdict (``domain.oracle()`` unless ``oracle``) on each panel's window.
+    """
+    import torch
+
+    from genneg.generate import generate
+
+    from .plot import MotionPanel, write_gif
+
+    cond = {"label": torch.tensor([int(label)]), "defined": torch.ones(1, domain.frames, dtype=torch.bool)}
+    oracle = oracle or domain.oracle()
+    panels, verdicts = [], {}
+    for title, denoiser in denoisers.items():
+        samples = domain.decode(generate(denoiser, domain.sample_shape, 1, sampler, cond, seed=seed), cond)
+        result = oracle(samples, cond)
+        bad = [k for k, flags in result.reasons.items() if flags[0]]
+        verdicts[title] = bool(result.valid[0])
+        panels.append(MotionPanel(samples["joints"][0][:frames], None,
+                                  f"{title}: {'invalid (' + ', '.join(bad) + ')' if bad else 'valid'}",
+                                  lowest=samples["lowest_height"][0][:frames]))
+    write_gif(path, panels, domain.fps, dpi=dpi)
+    return verdicts
+
+
 def export_run(run_dir: str | Path, stages=("base", "distilled"), n: int = 4, out: str | Path | None = None,
-               mesh_format: str = "glb") -> Path:  # fmt: skip
-    """Before/after GIFs, AMASS ``.npz`` and meshes of ``n`` samples from a finished ``genneg run motion``."""
+               mesh_format: str = "glb", label: str | None = None) -> Path:  # fmt: skip
+    """Before/after GIFs, AMASS ``.npz`` and meshes of ``n`` samples from a finished ``genneg run motion``; every
+    stage sampled the same conditions with the same noise, so a GIF compares them on one clip label and noise.
+    ``label`` (a clip name, e.g. "walk") keeps to that clip's samples."""
     import torch
 
     from genneg.checkpoint import read_json, read_npz
@@ -149,7 +185,9 @@ def export_run(run_dir: str | Path, stages=("base", "distilled"), n: int = 4, ou
             raise FileNotFoundError(f"{path} not found: is {stage!r} a finished stage of this run?")
         loaded[stage] = read_npz(path, "evaluation samples")
     out = Path(out) if out else run_dir / "exports"
-    for i in _pick(loaded, stages[0], n):
+    if label is not None and label not in domain.label_names:
+        raise ValueError(f"unknown clip {label!r}; the run's clips: {', '.join(domain.label_names)}")
+    for i in _pick(loaded, stages[0], n, None if label is None else domain.label_names.index(label)):
         panels = []
         for stage in stages:
             s = loaded[stage]
@@ -171,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=4, help="samples to export (default: %(default)s)")
     p.add_argument("--out", default=None, help="default: RUN_DIR/exports")
     p.add_argument("--mesh-format", default="glb", choices=["obj", "glb", "ply"])
+    p.add_argument("--label", default=None, help="only samples of this clip, e.g. walk (default: any)")
     a = p.parse_args(argv)
-    out = export_run(a.run_dir, a.stages, a.n, a.out, a.mesh_format)
+    out = export_run(a.run_dir, a.stages, a.n, a.out, a.mesh_format, a.label)
     print(f"exports written to {out}")
     return 0
 

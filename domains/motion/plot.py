@@ -1,7 +1,8 @@
 """Pictures of motion: lowest-vertex height traces for the run report, and animated GIFs of the posed body.
 
 Colours: valid motions blue, invalid red; in animations a frame's title turns red when the frame commits an
-infraction (a vertex deeper than the penetration tolerance, or airborne), and a toe turns red while it skates
+infraction (a vertex deeper than the penetration tolerance, or airborne), the skeleton turns red while it
+penetrates the floor, and a toe turns red while it skates
 (below 5 cm and faster than 0.5 m/s: the GMD rule's per-frame test).
 """
 
@@ -59,12 +60,15 @@ class MotionPanel:
         vertices: [T, V, 3] mesh vertices (drawn as a light point cloud), or None for the skeleton only.
         title: panel title (e.g. "base: invalid (penetration)").
         defined: [T] frame mask (None = all frames).
+        lowest: [T] height of the mesh's lowest vertex (``decode``'s ``lowest_height``), which the red frames are
+            judged on; None: the lowest of ``vertices``, else of the joints (which sit above the skin).
     """
 
     joints: np.ndarray
     vertices: np.ndarray | None = None
     title: str = ""
     defined: np.ndarray | None = None
+    lowest: np.ndarray | None = None
 
     def __post_init__(self):
         if np.asarray(self.joints).ndim != 3 or np.asarray(self.joints).shape[1:] != (len(PARENTS), 3):
@@ -90,6 +94,8 @@ def _limits(panels: list[MotionPanel]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _panel_flags(panel: MotionPanel, fps: float) -> dict[str, np.ndarray]:
+    if panel.lowest is not None:
+        return frame_flags(np.asarray(panel.joints), np.asarray(panel.lowest), fps)
     points = panel.vertices if panel.vertices is not None else panel.joints
     return frame_flags(np.asarray(panel.joints), np.asarray(points)[:, :, 1].min(1), fps)
 
@@ -102,9 +108,10 @@ def _draw_frame(ax, panel: MotionPanel, flags: dict, t: int, lo, hi) -> None:
     if panel.vertices is not None:
         v = panel.vertices[t, ::3]
         ax.scatter(v[:, 0], v[:, 2], v[:, 1], s=0.3, c="#9ecae1", depthshade=False)
+    bone = INVALID if flags["penetration"][t] else "#08306b"  # the whole stick figure red while it penetrates
     for c, p in enumerate(PARENTS):
         if p >= 0:
-            ax.plot(*[[j[p, k], j[c, k]] for k in (0, 2, 1)], color="#08306b", lw=1.5)
+            ax.plot(*[[j[p, k], j[c, k]] for k in (0, 2, 1)], color=bone, lw=1.5)
     toes = j[[joint_index(n) for n in TOE_JOINTS]]
     skate = flags["skating"][t]
     ax.scatter(toes[:, 0], toes[:, 2], toes[:, 1], s=25, c=[INVALID if s else "#2ca02c" for s in skate])
