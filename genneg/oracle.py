@@ -24,7 +24,6 @@ __all__ = [
     "FunctionOracle",
     "AllOf",
     "all_of",
-    "oracle",
     "register_oracle",
     "get_oracle",
     "available_oracles",
@@ -165,75 +164,76 @@ def all_of(*oracles: Oracle, name: str | None = None) -> AllOf:
 
 
 # ---------------------------------------------------------------------------------------------------------- registry
+# One way in: a factory of no arguments that returns an Oracle, under a name ("domain:rule" for a rule of one
+# domain). In the process, ``register_oracle`` (a call or a decorator); from an installed package, an entry point of
+# the group ``genneg.oracles`` that names the factory, imported only when its name is looked up.
 
+ENTRY_POINT_GROUP = "genneg.oracles"
 _REGISTRY: dict[str, Callable[[], Oracle]] = {}
 
 
 def register_oracle(name: str, factory: Callable[[], Oracle] | None = None, *, overwrite: bool = False):
-    """Registers an oracle factory under ``name`` (usable as a decorator). Factories take no arguments."""
+    """Registers ``factory`` (no arguments -> an Oracle) under ``name``; without ``factory``, decorates one.
+
+    Args:
+        name: ``"domain:rule"`` for a rule of one domain, which its ``oracle(names)`` then finds by ``rule``.
+        overwrite: replace the factory already registered under ``name`` (a module imported again, a notebook
+            cell run again).
+
+    Raises:
+        ValueError: ``name`` is taken and ``overwrite`` is False.
+    """
 
     def _register(f):
+        if not callable(f):
+            raise TypeError(f"oracle {name!r}: register a factory of no arguments that returns an Oracle, got {f!r}")
         if name in _REGISTRY and not overwrite:
-            raise ValueError(f"an oracle named {name!r} is already registered")
+            raise ValueError(f"an oracle named {name!r} is already registered; pass overwrite=True to replace it")
         _REGISTRY[name] = f
         return f
 
     return _register if factory is None else _register(factory)
 
 
-def oracle(name: str, *, domain: str | None = None, reasons: Sequence[str] | None = None):
-    """Decorator: turns ``fn(samples, cond) -> bool[B]`` into a registered FunctionOracle.
-
-    ``domain`` namespaces the registration as ``"domain:name"`` so a domain can look up its own oracles.
-    """
-
-    def _wrap(fn):
-        key = f"{domain}:{name}" if domain else name
-        register_oracle(key, lambda: FunctionOracle(name, fn, reasons), overwrite=True)
-        return fn
-
-    return _wrap
-
-
-def _load_entry_points():
+def _entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group="genneg.oracles"):
-        if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = _entry_point_factory(ep.name, ep.load())
-
-
-def _entry_point_factory(name: str, obj) -> Callable[[], Oracle]:
-    """What a ``genneg.oracles`` entry point may name: an Oracle object, a no-argument factory returning one, or a
-    plain oracle function ``fn(samples, cond) -> bool[B]`` (e.g. one decorated with ``@oracle``), wrapped here."""
-    import inspect
-
-    if hasattr(obj, "reason_names") and callable(obj):
-        return lambda: obj
-    if not callable(obj):
-        raise TypeError(f"entry point {name!r} of group genneg.oracles names {obj!r}, which is not callable")
-    try:
-        params = inspect.signature(obj).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature: treat as a factory
-        return obj
-    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if not required:
-        return obj
-    return lambda: FunctionOracle(name, obj)
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def available_oracles() -> list[str]:
-    _load_entry_points()
-    return sorted(_REGISTRY)
+    """Registered names and the names the ``genneg.oracles`` entry points declare (none of them is imported)."""
+    return sorted(set(_REGISTRY) | set(_entry_points()))
+
+
+def _factory(key: str) -> Callable[[], Oracle] | None:
+    """The factory registered under ``key``; else the one its entry point names, imported now and registered."""
+    if key not in _REGISTRY:
+        ep = _entry_points().get(key)
+        if ep is None:
+            return None
+        register_oracle(key, ep.load())
+    return _REGISTRY[key]
 
 
 def get_oracle(name: str, domain: str | None = None) -> Oracle:
-    _load_entry_points()
+    """A new Oracle from the factory registered as ``"domain:name"`` (with ``domain``), else as ``name``.
+
+    Raises:
+        KeyError: no factory has either name.
+        TypeError: the factory takes arguments or returns no Oracle.
+    """
     for key in ([f"{domain}:{name}"] if domain else []) + [name]:
-        if key in _REGISTRY:
-            return _REGISTRY[key]()
+        factory = _factory(key)
+        if factory is None:
+            continue
+        try:
+            made = factory()
+        except TypeError as e:
+            raise TypeError(f"oracle {key!r}: its factory must take no arguments and return an Oracle ({e})") from e
+        if not isinstance(made, Oracle):
+            raise TypeError(f"oracle {key!r}: its factory returned {type(made).__name__}, not an Oracle "
+                            "(a name and __call__(samples, cond) -> OracleResult)")
+        return made
     known = ", ".join(available_oracles()) or "none"
     raise KeyError(f"unknown oracle {name!r}{f' for domain {domain!r}' if domain else ''}; registered: {known}")
-
-
-# ---------------------------------------------------------------------------------------------------------- labelling

@@ -256,7 +256,7 @@ training data are DeepMimic motion-capture clips. The physics oracle (`oracles/m
 whose body sinks into the floor (`penetration`), whose feet slide while in contact (`skating`) or that floats
 above the floor (`float`).
 
-Default settings (the `demo` preset): 11 minutes measured on a busy 2-core CPU machine. `GENNEG_NOTEBOOK_FAST=1`
+Default settings: the `demo` preset, sized for a 2-core CPU (`docs/motion.md`, Presets). `GENNEG_NOTEBOOK_FAST=1`
 (set by the test suite) uses the `tiny` preset, fewer steps and short GIFs. Needs the `motion` extra."""),
     ("code", f"""import os
 import tempfile
@@ -264,7 +264,6 @@ from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython.display import Image, display
 
 from genneg.batch import take
@@ -313,41 +312,35 @@ for k in range(1, cfg.genneg.rounds + 1):
 after = draw(stack(base, classifiers, cfg))
 print("base:   ", format_infractions(before[1]))
 print("Gen-neG:", format_infractions(after[1]))
+for name, (samples, result) in (("base", before), ("Gen-neG", after)):  # PhysDiff mm, GMD ratio, diversity, ...
+    measures = domain.metrics(samples, None, result, "test")
+    print(f"{name:8s}", ", ".join(f"{k} {v['value']:.3g}" for k, v in measures.items()))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
 domain.plot(before[0], None, before[1], axes[0], "base")
 domain.plot(after[0], None, after[1], axes[1], "Gen-neG")
 plt.show()"""),
-    ("md", """Measured in the default setting (384 test windows, one seed, on a busy 2-core machine): the base model
-penetrates the floor in 88.0 % of its windows (skating 2.3 %, float 0 %). With so few valid samples (α ≈ 0.01
-to 0.02 on 512 per round) both classifiers collapsed to the prior, so guidance changed nothing: Gen-neG was at
-88.0 % too. A base trained longer, or more samples per round, is needed before guidance has a valid class to
-learn from; on a CPU the `demo` preset does not get there.
+    ("md", """The two lines above are this notebook's own measurement, on its preset, seed and machine; nothing else
+is claimed here. The rates of longer-trained bases (the `cpu` preset), the real windows' rates and margins and
+the grounding reference are in `docs/motion.md`, each with the run and the machine that measured it. With a base
+as short-trained as this one, α is small and the classifiers may collapse to the prior (the round lines say so):
+guidance then changes nothing. `GenNegConfig.min_minority` (more samples when the valid class is rare) and
+`oracle_curriculum` (looser thresholds in early rounds) are the options for that case.
 
 ## 3. Before / after, animated
 
-The same condition (clip label, frame mask) and the same initial noise, sampled by the base model (left) and
-the guided model (right). A frame's title turns red while the body penetrates the floor or floats; a toe turns
-red while it skates. `python -m domains.motion.export RUN_DIR` writes such GIFs (plus AMASS `.npz` and meshes)
-for a finished `genneg run motion`."""),
-    ("code", """from domains.motion.plot import MotionPanel, write_gif
+The same clip label and the same initial noise, sampled by the base model (left) and the guided model (right),
+as stick figures of the SMPL joints over the floor. The skeleton and the frame's title turn red while the body
+penetrates the floor; a toe turns red while it skates. `python -m domains.motion.export RUN_DIR --label walk`
+writes such GIFs (plus AMASS `.npz` and meshes) from a finished `genneg run motion`."""),
+    ("code", """from domains.motion.export import compare_gif
 
-
-def panel(samples, result, i, title, frames):
-    d = samples["defined"][i]
-    feats = torch.as_tensor(samples["features"][i][d][:frames])
-    vertices, joints = (a.numpy() for a in domain.pose(feats))
-    bad = [k for k, flags in result.reasons.items() if flags[i]]
-    verdict = f"invalid ({', '.join(bad)})" if bad else "valid"
-    return MotionPanel(joints, None if FAST else vertices, f"{title}: {verdict}")
-
-
-frames = 6 if FAST else 40
 wrong = np.flatnonzero(~before[1].valid)
-for i in (wrong[:1] if len(wrong) else [0]):
-    path = os.path.join(run_dir, f"sample{i}.gif")
-    write_gif(path, [panel(*before, i, "base", frames), panel(*after, i, "Gen-neG", frames)], domain.fps,
-              dpi=50 if FAST else 72)
-    display(Image(filename=path))"""),
+label = int(before[0]["label"][wrong[0] if len(wrong) else 0])  # a clip the base got wrong
+path = os.path.join(run_dir, f"{domain.label_names[label]}.gif")
+verdicts = compare_gif(path, domain, {"base": base, "Gen-neG": stack(base, classifiers, cfg)}, label, cfg.sampler,
+                       seed=1, frames=6 if FAST else None, dpi=50 if FAST else 72)
+print(domain.label_names[label], verdicts)
+display(Image(filename=path))"""),
 ]
 
 # --------------------------------------------------------------------------------------------------- 04 your own oracle
@@ -357,7 +350,7 @@ OWN = [
 
 A new rule is a plain function of decoded samples that returns True for valid samples. Here: a **keep-clear
 zone** 5–20 m ahead of the centre vehicle, 6 m wide (think of a crossing that must stay free): no other
-vehicle may stand in it. Register it with `@oracle`, and Gen-neG learns a classifier of it from the model's
+vehicle may stand in it. Register it with `register_oracle`, and Gen-neG learns a classifier of it from the model's
 own samples and guides the model away from scenes that break it. No gradient of the rule is ever needed.
 
 Default settings (the traffic `demo` preset, one round of guidance): 10 minutes measured on a busy 2-core CPU
@@ -377,7 +370,7 @@ from genneg.domain import get_domain
 from genneg.evaluate import format_infractions
 from genneg.genneg import RunContext, draw_labelled, run_round, stack
 from genneg.models import fit_base
-from genneg.oracle import oracle
+from genneg.oracle import FunctionOracle, register_oracle
 
 {FAST_FLAG}
 cfg = get_domain("traffic").presets()["tiny" if FAST else "demo"]
@@ -395,7 +388,6 @@ scene frame: the centre vehicle at the origin facing +x), `defined` `[B, N]` (Fa
     ("code", """ZONE_X, ZONE_Y = (5.0, 20.0), (-3.0, 3.0)  # metres, scene frame
 
 
-@oracle("keep_clear", domain="traffic")
 def keep_clear(samples, cond=None):
     xy = np.asarray(samples["boxes"])[..., :2]
     inside = (xy[..., 0] > ZONE_X[0]) & (xy[..., 0] < ZONE_X[1]) & (xy[..., 1] > ZONE_Y[0]) & (xy[..., 1] < ZONE_Y[1])
@@ -409,11 +401,13 @@ clear = {"boxes": np.array([[[0, 0, 0, *car], [30, 0.5, 0, *car]]]), "defined": 
 assert keep_clear(blocked).tolist() == [False] and keep_clear(clear).tolist() == [True]"""),
     ("md", """## 2. Registered by name
 
-`@oracle("keep_clear", domain="traffic")` registered it as `traffic:keep_clear`, so the domain finds it by name
-and composes it with its own oracles, exactly as `genneg run traffic --oracle scene,keep_clear` would (the CLI
-needs the rule importable: see `docs/adding_an_oracle.md`). We guide against the new rule alone, and measure
-collision and off-road too, to see what guidance costs elsewhere."""),
-    ("code", """rule = domain.oracle(["keep_clear"])              # what Gen-neG guides away from
+`register_oracle` takes a factory of no arguments that returns an Oracle; `FunctionOracle` wraps the rule as one.
+Under the name `traffic:keep_clear` the domain finds it by its short name and composes it with its own oracles,
+exactly as `genneg run traffic --oracle scene,keep_clear` would (the CLI needs the rule importable: see
+`docs/adding_an_oracle.md`). We guide against the new rule alone, and measure collision and off-road too, to see
+what guidance costs elsewhere. `overwrite=True` lets the cell run again."""),
+    ("code", """register_oracle("traffic:keep_clear", lambda: FunctionOracle("keep_clear", keep_clear), overwrite=True)
+rule = domain.oracle(["keep_clear"])              # what Gen-neG guides away from
 measure = domain.oracle(["scene", "keep_clear"])  # collision, offroad and keep_clear, for the numbers
 
 
@@ -458,9 +452,9 @@ for row, (title, (samples, result)) in zip(axes, [("base", before), ("guided", a
                      fontsize=9)
 plt.tight_layout()
 plt.show()"""),
-    ("md", """To use the rule from the command line, put the function in an importable module and declare it in your
-package's `pyproject.toml` under `[project.entry-points."genneg.oracles"]`; then
-`genneg run traffic --oracle scene,keep_clear` trains, guides, distils and reports rates per rule.
+    ("md", """To use the rule from the command line, put the function and a factory of its Oracle in an importable
+module and declare the factory in your package's `pyproject.toml` under `[project.entry-points."genneg.oracles"]`;
+then `genneg run traffic --oracle scene,keep_clear` trains, guides, distils and reports rates per rule.
 `docs/adding_an_oracle.md` walks through it."""),
 ]
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from genneg.oracle import FunctionOracle, OracleResult, all_of, get_oracle, oracle
+from genneg.oracle import FunctionOracle, OracleResult, all_of, get_oracle, register_oracle
 from genneg.labelling import label
 
 
@@ -37,15 +37,33 @@ def test_all_of_combines_verdicts_and_reasons():
     assert r.reasons["small"].tolist() == [False, False, True]
 
 
-def test_registry_decorator_and_unknown_names():
-    @oracle("far_right", domain="unit")
-    def far_right(x, cond=None):
-        return np.asarray(x)[:, 0] > 10
+def test_registry_decorator_and_unknown_names(monkeypatch):
+    from genneg import oracle as oracle_mod
+
+    monkeypatch.setattr(oracle_mod, "_REGISTRY", dict(oracle_mod._REGISTRY))
+
+    @register_oracle("unit:far_right")
+    def far_right():
+        return FunctionOracle("far_right", lambda x, cond=None: np.asarray(x)[:, 0] > 10)
 
     o = get_oracle("far_right", domain="unit")
     assert o(np.array([[11.0, 0.0]])).valid.tolist() == [True]
+    assert get_oracle("unit:far_right") is not o  # a new Oracle per lookup, from the factory
     with pytest.raises(KeyError, match="unknown oracle 'nope'"):
         get_oracle("nope")
+    with pytest.raises(ValueError, match="already registered; pass overwrite=True"):
+        register_oracle("unit:far_right", far_right)
+    register_oracle("unit:far_right", lambda: FunctionOracle("far_left", lambda x, c: np.asarray(x)[:, 0] < -10),
+                    overwrite=True)
+    assert get_oracle("far_right", domain="unit").name == "far_left"
+    with pytest.raises(TypeError, match="factory of no arguments"):
+        register_oracle("unit:not_callable", "my_rules:factory")  # a path, not the factory
+    register_oracle("unit:rule_not_factory", small)  # a rule function registered by mistake
+    with pytest.raises(TypeError, match="must take no arguments"):
+        get_oracle("unit:rule_not_factory")
+    register_oracle("unit:returns_a_flag", lambda: True)
+    with pytest.raises(TypeError, match="returned bool, not an Oracle"):
+        get_oracle("unit:returns_a_flag")
 
 
 def flaky(x, cond=None):
@@ -106,26 +124,26 @@ def test_sample_failures_are_told_apart_from_malformed_output_by_type():
 
 
 def test_oracles_from_the_entry_point_group(tmp_path, monkeypatch):
-    """A package's ``genneg.oracles`` entry points may name a plain function, an @oracle-decorated one, a factory
-    or an Oracle object; each is found by name without the user importing the package."""
+    """A package's ``genneg.oracles`` entry points name factories; each is listed without importing the package,
+    imported when its name is first looked up, and an entry that names no factory fails with a clear error."""
     import importlib
+    import sys
     import textwrap
 
     from genneg import oracle as oracle_mod
 
     (tmp_path / "my_rules.py").write_text(textwrap.dedent("""
         import numpy as np
-        from genneg.oracle import FunctionOracle, oracle
+        from genneg.oracle import FunctionOracle
 
         def positive_x(samples, cond):
             return np.asarray(samples)[:, 0] > 0
 
-        @oracle("decorated_rule")
-        def decorated(samples, cond):
-            return np.asarray(samples)[:, 1] > 0
-
         def factory():
             return FunctionOracle("from_factory", lambda s, c: np.asarray(s)[:, 0] < 0)
+
+        def rules():
+            return FunctionOracle("positive_x", positive_x)
 
         instance = FunctionOracle("instance_rule", lambda s, c: np.ones(len(s), bool))
     """))
@@ -133,18 +151,23 @@ def test_oracles_from_the_entry_point_group(tmp_path, monkeypatch):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-rules\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[genneg.oracles]\nep_plain = my_rules:positive_x\nep_decorated = my_rules:decorated\n"
-        "ep_factory = my_rules:factory\nep_instance = my_rules:instance\n")
+        "[genneg.oracles]\nep_factory = my_rules:factory\nmine:positive_x = my_rules:rules\n"
+        "ep_plain = my_rules:positive_x\nep_instance = my_rules:instance\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_rules", raising=False)
     importlib.invalidate_caches()
     monkeypatch.setattr(oracle_mod, "_REGISTRY", dict(oracle_mod._REGISTRY))
     x = np.array([[1.0, -1.0], [-1.0, 1.0]])
-    assert {"ep_plain", "ep_decorated", "ep_factory", "ep_instance"} <= set(oracle_mod.available_oracles())
-    assert get_oracle("ep_plain")(x, None).valid.tolist() == [True, False]
-    assert get_oracle("ep_decorated")(x, None).valid.tolist() == [False, True]
+    assert {"ep_factory", "mine:positive_x", "ep_plain", "ep_instance"} <= set(oracle_mod.available_oracles())
+    assert "my_rules" not in sys.modules  # listed, not imported
     assert get_oracle("ep_factory")(x, None).valid.tolist() == [False, True]
-    assert get_oracle("ep_instance")(x, None).valid.tolist() == [True, True]
-    assert get_oracle("ep_plain").reason_names == ("ep_plain",)
+    assert "my_rules" in sys.modules and "ep_factory" in oracle_mod._REGISTRY  # imported on lookup, then registered
+    assert get_oracle("positive_x", domain="mine")(x, None).valid.tolist() == [True, False]
+    assert get_oracle("mine:positive_x").reason_names == ("positive_x",)
+    with pytest.raises(TypeError, match="'ep_plain': its factory must take no arguments"):
+        get_oracle("ep_plain")  # a rule function, not a factory
+    with pytest.raises(TypeError, match="'ep_instance': its factory must take no arguments"):
+        get_oracle("ep_instance")  # an Oracle object, not a factory
 
 
 def test_infraction_summary_and_its_one_line_format():
