@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["SamplerKind", "DistilSigma", "PriorCorrection", "LrDecay", "Precision", "check_choice"]
+__all__ = ["SamplerKind", "DistilSigma", "PriorCorrection", "LrDecay", "Precision", "CalibrationSplit", "check_choice"]
 
 SamplerKind = Literal["heun", "stochastic"]
 DistilSigma = Literal["lognormal", "loguniform"]
 PriorCorrection = Literal["weights", "offset"]
 LrDecay = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
+CalibrationSplit = Literal["train", "val"]
 
 
 def check_choice(what: str, value, choices) -> None:

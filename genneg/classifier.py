@@ -5,6 +5,11 @@ over the sampler's range) at every step. Batches are balanced (invalid samples a
 valid ones) and carry importance weights α (valid) and 1 − α (invalid), α the model's valid fraction, so the
 optimum is P(y = 1 | x_σ) under the model's own prior (docs/method.md). The same machinery trains the time-independent
 ablation (σ fixed near 0) and discriminator guidance (data vs model samples).
+
+A *per-element* classifier (``elementwise=True``) has a logit ℓ_e per element of a sample (the vehicles of a scene),
+is trained on the oracle's per-element labels (``element_bce``) and guides with log C = Σ_e log σ(ℓ_e): the sample is
+valid when every element is, the elements' validity taken as independent given x_σ (an approximation,
+docs/method.md, "One classifier per reason").
 """
 
 from __future__ import annotations
@@ -23,24 +28,28 @@ from . import rng
 from .diffusion import LogUniformSigma, append_dims, as_sigma
 from .training import TrainConfig, train
 
-__all__ = ["NoisyClassifier", "importance_weights", "balanced_set", "fit_classifier", "classifier_report", "calibrate",
-           "informative_sigma_max", "auc"]
+__all__ = ["NoisyClassifier", "importance_weights", "balanced_set", "balanced_index", "fit_classifier",
+           "classifier_report", "calibrate", "informative_sigma_max", "auc", "element_bce", "logit_of_log_prob"]
 
 
 class NoisyClassifier(nn.Module):
     """Logit ``f(x, σ, cond)`` with EDM input scaling and an optional temperature per ln σ bin.
 
     Args:
-        net: raw network ``net(x_in, c_noise, cond) -> [B]``.
+        net: raw network ``net(x_in, c_noise, cond) -> [B]`` (``[B, E]`` per-element logits when ``elementwise``,
+            +inf on elements that do not exist: an absent vehicle is always valid).
         sigma_data: data scale for the input scaling c_in = 1/√(σ² + σ_d²).
         fixed_sigma: if set, the classifier ignores σ and always evaluates as if σ = fixed_sigma (the
             "time-independent classifier" ablation: trained at σ ≈ 0, applied at every σ).
+        elementwise: a per-element classifier; ``logit`` is then the logit of C = Π_e σ(ℓ_e / T), so reports,
+            calibration and the σ window judge it on the sample's label like any classifier.
     """
 
     def __init__(self, net: nn.Module, sigma_data: float, fixed_sigma: float | None = None, num_bins: int = 8,
-                 sigma_min: float = 0.002, sigma_max: float = 80.0):
+                 sigma_min: float = 0.002, sigma_max: float = 80.0, elementwise: bool = False):
         super().__init__()
         self.net, self.sigma_data, self.fixed_sigma = net, float(sigma_data), fixed_sigma
+        self.elementwise = bool(elementwise)
         self.register_buffer("bin_centres", torch.linspace(math.log(sigma_min), math.log(sigma_max), num_bins))
         self.register_buffer("log_temperature", torch.zeros(num_bins))
         # guidance is applied only up to this σ: above it the classifier was measured to carry no information
@@ -48,15 +57,37 @@ class NoisyClassifier(nn.Module):
         # prior correction added to the logit: log(α / (1 − α)) when trained balanced without weights ("offset")
         self.register_buffer("logit_offset", torch.tensor(0.0))
 
-    def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+    def _sigma(self, x: Tensor, sigma: Tensor) -> Tensor:
         sigma = as_sigma(sigma, x)
-        if self.fixed_sigma is not None:
-            sigma = torch.full_like(sigma, self.fixed_sigma)
+        return sigma if self.fixed_sigma is None else torch.full_like(sigma, self.fixed_sigma)
+
+    def raw_logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """The network's logit before temperature and prior offset: ``[B]``, or ``[B, E]`` when ``elementwise``."""
+        sigma = self._sigma(x, sigma)
         c_in = 1 / (append_dims(sigma, x.ndim) ** 2 + self.sigma_data**2).sqrt()
         raw = self.net(c_in * x, sigma.log() / 4, cond)
-        if raw.shape != sigma.shape:
+        if self.elementwise and (raw.ndim != 2 or raw.shape[0] != sigma.shape[0]):
+            raise ValueError(f"per-element classifier net returned shape {tuple(raw.shape)}, "
+                             f"expected [{sigma.shape[0]}, E]")
+        if not self.elementwise and raw.shape != sigma.shape:
             raise ValueError(f"classifier net returned shape {tuple(raw.shape)}, expected [{sigma.shape[0]}]")
-        return raw / self.temperature(sigma) + self.logit_offset
+        return raw
+
+    def tempered(self, raw: Tensor, temperature: Tensor) -> Tensor:
+        """The sample's logit ``[B]`` from ``raw_logit`` at a temperature (a scalar or one per sample)."""
+        t = temperature if temperature.ndim == 0 else append_dims(temperature, raw.ndim)
+        return logit_of_log_prob(F.logsigmoid(raw / t).sum(1)) if self.elementwise else raw / t
+
+    def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """The logit of C(x, σ) = P(valid | x_σ), ``[B]``."""
+        raw = self.raw_logit(x, sigma, cond)
+        return self.tempered(raw, self.temperature(self._sigma(x, sigma))) + self.logit_offset
+
+    def element_logits(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """Per-element logits ``[B, E]`` of a per-element classifier, at its fitted temperature."""
+        if not self.elementwise:
+            raise ValueError("element_logits needs a per-element classifier (elementwise=True)")
+        return self.raw_logit(x, sigma, cond) / append_dims(self.temperature(self._sigma(x, sigma)), 2)
 
     def temperature(self, sigma: Tensor) -> Tensor:
         """Per-sample temperature, linearly interpolated in ln σ between the bin centres."""
@@ -67,11 +98,36 @@ class NoisyClassifier(nn.Module):
         return (t[i - 1] * (1 - w) + t[i] * w).exp()
 
     def log_prob(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
-        """log C(x, σ) = log P(valid | x_σ), ``[B]``: the quantity guidance differentiates."""
+        """log C(x, σ) = log P(valid | x_σ), ``[B]``: the quantity guidance differentiates (per-element:
+        Σ_e log σ(ℓ_e), summed directly for an exact gradient)."""
+        if self.elementwise:
+            return F.logsigmoid(self.element_logits(x, sigma, cond)).sum(1)
         return F.logsigmoid(self.logit(x, sigma, cond))
 
-    def forward(self, x, sigma, cond=None):
-        return self.logit(x, sigma, cond)
+    def forward(self, x, sigma, cond=None, *, elements: bool = False):
+        """The logit ``[B]``; with ``elements`` the per-element logits ``[B, E]`` (training calls go through forward
+        so that DDP syncs their gradients)."""
+        return self.element_logits(x, sigma, cond) if elements else self.logit(x, sigma, cond)
+
+
+def logit_of_log_prob(log_c: Tensor) -> Tensor:
+    """logit(C) = log C − log(1 − C) from log C ``[B]``; log C is capped just below 0 so a sure sample stays finite."""
+    log_c = log_c.clamp_max(-1e-6)
+    return log_c - torch.log(-torch.expm1(log_c))
+
+
+def element_bce(logits: Tensor, valid: Tensor, exists: Tensor, weights: Tensor) -> Tensor:
+    """Importance-weighted per-element BCE of each sample, ``[B]``: w_b Σ_e 1[e exists] BCE(ℓ_be, y_be).
+
+    The sum over elements is the negative log-likelihood of the factorised model P(y | x) = Π_e P(y_e | x) whose
+    product guides; elements that do not exist (+inf logits on padded slots) contribute nothing.
+
+    Args:
+        logits: ``[B, E]``; valid: ``[B, E]`` (1 = the element is valid); exists: bool ``[B, E]``; weights: ``[B]``.
+    """
+    exists = exists.bool()
+    per = F.binary_cross_entropy_with_logits(torch.where(exists, logits, 0.0), valid.to(logits.dtype), reduction="none")
+    return weights * torch.where(exists, per, 0.0).sum(1)
 
 
 def importance_weights(labels: Tensor, alpha: float) -> Tensor:
@@ -81,15 +137,20 @@ def importance_weights(labels: Tensor, alpha: float) -> Tensor:
     return torch.where(labels.bool(), 2 * alpha, 2 * (1 - alpha)).float()
 
 
-def balanced_set(x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0) -> tuple[Tensor, Tensor, Any]:
-    """Oversamples the minority class (with replacement) to the size of the majority: a 50/50 set."""
+def balanced_index(labels: Tensor, *, seed: int = 0) -> Tensor:
+    """Indices of a 50/50 set: the minority class oversampled (with replacement) to the size of the majority."""
     pos, neg = labels.bool().nonzero().flatten(), (~labels.bool()).nonzero().flatten()
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError(f"a balanced set needs both classes, got {len(pos)} valid and {len(neg)} invalid samples")
     g = torch.Generator().manual_seed(seed)
     m = max(len(pos), len(neg))
     grow = lambda idx: idx[rng.randint(0, len(idx), (m,), g)] if len(idx) < m else idx
-    idx = torch.cat([grow(pos), grow(neg)])
+    return torch.cat([grow(pos), grow(neg)])
+
+
+def balanced_set(x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0) -> tuple[Tensor, Tensor, Any]:
+    """The 50/50 set of ``balanced_index``: ``(x0, labels, cond)``."""
+    idx = balanced_index(labels, seed=seed)
     return x0[idx], labels[idx], take(cond, idx.numpy())
 
 
@@ -97,6 +158,7 @@ def balanced_set(x0: Tensor, labels: Tensor, cond: Any = None, *, seed: int = 0)
 class _Objective:
     sigma_dist: Callable
     fixed_sigma: float | None
+    elements: bool = False  # per-element labels (batch["ey"], batch["em"]) and ``element_bce``
 
     def __call__(self, model: NoisyClassifier, batch: dict, gen: torch.Generator) -> Tensor:
         x0 = batch["x0"]
@@ -106,7 +168,10 @@ class _Objective:
             sigma = torch.full((x0.shape[0],), self.fixed_sigma, device=x0.device, dtype=x0.dtype)
         noise = rng.randn(x0.shape, gen, device=x0.device, dtype=x0.dtype)
         # through forward (= logit), so that DDP syncs the gradients under torchrun
-        logit = model(x0 + append_dims(sigma, x0.ndim) * noise, sigma, batch.get("cond"))
+        x = x0 + append_dims(sigma, x0.ndim) * noise
+        if self.elements:
+            return element_bce(model(x, sigma, batch.get("cond"), elements=True), batch["ey"], batch["em"], batch["w"])
+        logit = model(x, sigma, batch.get("cond"))
         return batch["w"] * F.binary_cross_entropy_with_logits(logit, batch["y"], reduction="none")
 
 
@@ -123,25 +188,33 @@ def fit_classifier(
     name: str = "classifier",
     resume: bool = False,
     callback: Callable[[dict], None] | None = None,
+    elements: tuple[Tensor, Tensor] | None = None,
 ) -> NoisyClassifier:
     """Trains ``model`` on a balanced set of (x0, label) pairs, noised afresh at every step.
 
     Args:
-        labels: bool ``[N]`` (True = valid / real).
+        labels: bool ``[N]`` (True = valid / real); the set is balanced and weighted on them.
         alpha: the model's valid fraction for importance weights; None trains unweighted (the "w/o IS" ablation
             and the data-vs-model discriminator).
+        elements: for a per-element classifier, ``(valid [N, E], exists [N, E])`` per-element labels; the loss is
+            ``element_bce`` with each sample's importance weight.
     Returns:
         The EMA classifier.
     """
     if batch_size_of(x0) != labels.shape[0]:
         raise ValueError(f"{batch_size_of(x0)} samples but {labels.shape[0]} labels")
-    xb, yb, cb = balanced_set(x0, labels, cond, seed=rng.stream_seed(cfg.seed, "balanced_set"))
+    if (elements is not None) != model.elementwise:
+        raise ValueError("a per-element classifier trains on per-element labels, a sample classifier without them")
+    idx = balanced_index(labels, seed=rng.stream_seed(cfg.seed, "balanced_set"))
+    xb, yb, cb = x0[idx], labels[idx], take(cond, idx.numpy())
     w = importance_weights(yb, alpha) if alpha is not None else torch.ones(len(yb))
     model.logit_offset.zero_()  # training sees the balanced problem; a prior offset is applied afterwards
     data = {"x0": xb, "y": yb.float(), "w": w}
+    if elements is not None:
+        data["ey"], data["em"] = elements[0][idx].float(), elements[1][idx].bool()
     if cb is not None:
         data["cond"] = cb
-    objective = _Objective(LogUniformSigma(*sigma_range), model.fixed_sigma)
+    objective = _Objective(LogUniformSigma(*sigma_range), model.fixed_sigma, elements is not None)
     return train(model, objective, data, cfg, run_dir=run_dir, name=name, resume=resume, callback=callback).model
 
 
@@ -264,8 +337,9 @@ def calibrate(model: NoisyClassifier, x0: Tensor, labels: Tensor, cond: Any = No
     for b, centre in enumerate(model.bin_centres.cpu()):
         sigma = centre.exp().expand(len(y))
         x = xs + append_dims(sigma, xs.ndim) * rng.randn(xs.shape, g, dtype=xs.dtype)
-        raw = model.logit(x.to(device), sigma.to(device), to_device(cs, device)).cpu()
-        losses = torch.stack([F.binary_cross_entropy_with_logits(raw / t.exp() + offset, y, w) for t in grid])
+        raw = model.raw_logit(x.to(device), sigma.to(device), to_device(cs, device)).cpu()
+        losses = torch.stack([F.binary_cross_entropy_with_logits(model.tempered(raw, t.exp()) + offset, y, w)
+                              for t in grid])
         fitted[b] = grid[losses.argmin()]
     model.logit_offset.fill_(offset)
     model.log_temperature.copy_(fitted.to(model.log_temperature.device))

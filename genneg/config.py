@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from .choices import DistilSigma, PriorCorrection, SamplerKind, check_choice
+from .choices import CalibrationSplit, DistilSigma, PriorCorrection, SamplerKind, check_choice
 from .training import TrainConfig
 
 __all__ = ["SigmaConfig", "SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
@@ -93,6 +93,25 @@ class GenNegConfig:
         guidance_max_ratio: None (default, the method as published), or clip each classifier's guidance step
             σ²·w·∇ log C to this multiple of σ·√d per sample (``GuidanceTerm.max_ratio``), a guard against an
             over-sharp classifier at the smallest σ.
+        classifier_per_reason: False (default): one classifier per round on the sample's verdict. True: one per
+            reason of the oracle, each on that reason's labels (per element where the oracle gives per-element flags
+            and the domain has ``make_element_classifier_net``), each with its own calibration and σ window, their
+            log-probabilities summed (docs/method.md, "One classifier per reason"). Round 1's ablations stay single.
+        calibration_split: where the held-out samples that calibrate a classifier and set its σ window come from:
+            "train" (default): a stratified tenth of the round's samples, drawn on training conditions; "val": a
+            tenth as many samples drawn on the domain's ``val`` conditions (held-out maps), and the classifier
+            trains on all of the round's samples.
+        min_minority: 0 (default): every round draws ``samples_per_round``. N > 0: a round whose first
+            ``samples_per_round`` samples hold fewer than N of their rarer class in expectation draws more, up to
+            ⌈N / min(α̂, 1 − α̂)⌉ in all (α̂ from those first samples; ``max_samples_per_round`` when they hold
+            none of a class), so a classifier sees about N examples of the class it must learn (200 / α when α is
+            small).
+        max_samples_per_round: the cap on a round's samples under ``min_minority``.
+        oracle_curriculum: () (default): every round labels with the run's oracle. Otherwise one keyword dict per
+            round (the first ``len`` rounds) for the domain's ``oracle(**kwargs)``, e.g. looser thresholds
+            ``({"penetration_mm": 300}, {"penetration_mm": 150})``, so early rounds have a valid class to learn
+            from; later rounds and every evaluation use the run's oracle. The valid sets must be nested (each round's
+            inside the previous one's) for the stacked classifiers to target the final valid set.
     """
 
     rounds: int = 2
@@ -114,6 +133,11 @@ class GenNegConfig:
     penalty_sigma_max: float = 1.0
     auto_window: bool = True
     guidance_max_ratio: float | None = None
+    classifier_per_reason: bool = False
+    calibration_split: CalibrationSplit = "train"
+    min_minority: int = 0
+    max_samples_per_round: int = 100_000
+    oracle_curriculum: tuple[dict, ...] = ()
 
     def __post_init__(self):
         if self.rounds < 0 or self.samples_per_round < 2 or self.distil_samples < 1:
@@ -132,8 +156,17 @@ class GenNegConfig:
                              f"{self.penalty_sigma_max}")
         if self.guidance_max_ratio is not None and not 0 < self.guidance_max_ratio < math.inf:
             raise ValueError(f"guidance_max_ratio must be None or positive and finite, got {self.guidance_max_ratio}")
+        if self.min_minority < 0 or (self.min_minority and self.max_samples_per_round < self.samples_per_round):
+            raise ValueError(f"need min_minority >= 0 and max_samples_per_round >= samples_per_round, got "
+                             f"{self.min_minority}, {self.max_samples_per_round}")
+        curriculum = tuple(self.oracle_curriculum)
+        if len(curriculum) > self.rounds or not all(isinstance(c, dict) for c in curriculum):
+            raise ValueError(f"oracle_curriculum must hold at most rounds ({self.rounds}) keyword dicts, got "
+                             f"{self.oracle_curriculum!r}")
+        object.__setattr__(self, "oracle_curriculum", tuple(dict(c) for c in curriculum))
         check_choice("GenNegConfig.distil_sigma", self.distil_sigma, DistilSigma)
         check_choice("GenNegConfig.prior_correction", self.prior_correction, PriorCorrection)
+        check_choice("GenNegConfig.calibration_split", self.calibration_split, CalibrationSplit)
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")

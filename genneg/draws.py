@@ -39,12 +39,17 @@ def draw_labelled(denoiser: Denoiser, domain: Domain, cfg: RunConfig, oracle: Or
     x0 = tensors["x0"]
     if "valid" in tensors:
         reasons = {k: tensors[f"reason_{k}"].numpy() for k in extra["reasons"]}  # in the oracle's order
+        elements = {k: tensors[f"element_{k}"].numpy() for k in extra.get("elements", ())}
+        exists = tensors["element_defined"].numpy() if elements else None
         return x0, cond, OracleResult(tensors["valid"].numpy(), reasons, tensors["defined"].numpy(),
-                                      tuple(extra.get("errors", ())))
+                                      tuple(extra.get("errors", ())), elements, exists)
     result = label(oracle, domain.decode(x0, cond), cond)
     labels = {"valid": result.valid, "defined": result.defined, **{f"reason_{k}": v for k, v in result.reasons.items()}}
+    if result.elements:  # per-element flags, for per-element classifiers
+        labels.update({f"element_{k}": v for k, v in result.elements.items()}, element_defined=result.element_defined)
     save_cache(cache, {"x0": x0, **{k: torch.from_numpy(v.copy()) for k, v in labels.items()}},
-               {"errors": list(result.errors), "reasons": list(result.reasons)}, key)
+               {"errors": list(result.errors), "reasons": list(result.reasons),
+                **({"elements": list(result.elements)} if result.elements else {})}, key)
     return x0, cond, result
 
 

@@ -20,23 +20,25 @@ import torch
 
 from . import rng
 from .batch import concat, take, to_device
-from .checkpoint import load_cache, load_state, load_weights, save_cache, save_weights
-from .classifier import NoisyClassifier, calibrate, classifier_report, fit_classifier
+from .checkpoint import load_cache, load_weights, save_cache, save_weights, state_step
+from .classifier import NoisyClassifier
 from .config import RunConfig
 from .context import RunContext
 from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
                         denoising_loss, edm_loss)
 from .domain import Domain
 from .draws import draw_cached, draw_labelled
+from .fitting import Labelled, fit_judged, fit_per_reason, split_held_out
 from .guidance import GuidanceTerm, guided
 from .models import load_denoiser
-from .oracle import Oracle
+from .oracle import Oracle, OracleResult
+from .reasons import ReasonClassifiers
 from .rng import stream_seed
 from .stats import wilson_interval
 from .training import seeded, streamed, train
 
-__all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "stack", "guidance_term", "distil", "build_classifier",
-           "load_classifier", "target_pool", "draw_labelled", "RunContext"]
+__all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "round_oracle", "round_size", "stack", "guidance_term",
+           "distil", "build_classifier", "load_classifier", "target_pool", "draw_labelled", "RunContext"]
 
 
 @dataclass
@@ -77,7 +79,7 @@ class RoundResult:
     alpha_ci: tuple[float, float]
     num_samples: int
     num_undefined: int
-    classifier: NoisyClassifier | None = None
+    classifier: NoisyClassifier | ReasonClassifiers | None = None
     report: dict = field(default_factory=dict)
     skipped: str = ""
 
@@ -87,18 +89,27 @@ class RoundResult:
 
 
 def build_classifier(domain: Domain, cfg: RunConfig, *, fixed_sigma: float | None = None,
-                     stream: str = "classifier") -> NoisyClassifier:
-    """A freshly initialised classifier; its initial weights come from the stream ``(cfg.seed, stream, "init")``."""
+                     stream: str = "classifier", element_reason: str | None = None) -> NoisyClassifier:
+    """A freshly initialised classifier; its initial weights come from the stream ``(cfg.seed, stream, "init")``.
+    With ``element_reason`` a per-element one, on the domain's ``make_element_classifier_net(cfg, reason)``."""
     g = cfg.genneg
     with seeded(stream_seed(cfg.seed, stream, "init")):
-        net = domain.make_classifier_net(dict(cfg.classifier_net))
+        if element_reason is None:
+            net = domain.make_classifier_net(dict(cfg.classifier_net))
+        else:
+            net = domain.make_element_classifier_net(dict(cfg.classifier_net), element_reason)
     return NoisyClassifier(net, domain.sigma_data, fixed_sigma=fixed_sigma, sigma_min=g.classifier_sigma_min,
-                           sigma_max=g.classifier_sigma_max).to(cfg.device)
+                           sigma_max=g.classifier_sigma_max, elementwise=element_reason is not None).to(cfg.device)
 
 
-def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier:
+def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier | ReasonClassifiers:
+    """A round's classifier (or its per-reason classifiers) as ``run_round`` saved it to ``path``."""
     state, meta = load_weights(path)
-    model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
+    if "reasons" in meta:
+        model = ReasonClassifiers({r: build_classifier(domain, cfg, element_reason=r if elementwise else None)
+                                   for r, elementwise in meta["reasons"].items()})
+    else:
+        model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # missing, unexpected or reshaped tensors: another architecture
@@ -111,9 +122,16 @@ def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
               name: str | None = None) -> RoundResult:
     """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
 
+    M is ``samples_per_round``, or more under ``min_minority`` (``round_size``); the labels come from
+    ``round_oracle`` (the run's oracle, or the threshold curriculum's for an early round).
+
     Every random draw comes from the round's streams ``(cfg.seed, "round<index>", purpose)``: an ablation of round
     ``index`` (another ``name``) uses the same samples, hold-out split, initial weights, training batches and noise,
     so it differs from the round in what it changes and nothing else.
+
+    The classifier is calibrated and windowed on held-out samples (``fitting.split_held_out``: a tenth of the draw,
+    or a draw on ``val`` conditions with ``calibration_split = "val"``). With ``classifier_per_reason`` the round
+    fits one classifier per reason of the oracle (``fitting.fit_per_reason``) and returns them as one guide.
 
     Args:
         importance: importance weights on (default: ``cfg.genneg.importance_weights``).
@@ -127,11 +145,10 @@ def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
     finished = _finished_round(domain, cfg, ctx.file(f"{stem}.safetensors")) if ctx.resume else None
     if finished is not None:
         return finished
+    oracle = round_oracle(domain, cfg, oracle, index)
     # an ablation (another stem) reads its round's draw when there is one: the cache key says it is the same draw
-    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, g.samples_per_round,
-                                     seed=stream_seed(cfg.seed, stream, "samples"), progress=ctx.progress,
-                                     cache=ctx.file(f"labelled_{stream}.safetensors"),
-                                     resume=ctx.resume or stem != f"classifier{index}")
+    x0, cond, result = _draw_round(teacher, domain, cfg, oracle, stream, ctx,
+                                   resume=ctx.resume or stem != f"classifier{index}")
     keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
     n_valid = int(result.valid[keep].sum())
     alpha = n_valid / len(keep) if len(keep) else float("nan")
@@ -139,36 +156,64 @@ def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
     out.skipped = _skip_reason(len(keep), n_valid)
     if out.skipped:
         return out
-    x0, cond, y = x0[keep], take(cond, keep), torch.as_tensor(result.valid[keep])
-    hold = _holdout_mask(y, stream_seed(cfg.seed, stream, "holdout"))
-    use_is = g.importance_weights if importance is None else importance
-    weighted = use_is and g.prior_correction == "weights"
-    model = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream)
-    sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
-    model = fit_classifier(model, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
-                           cond=take(cond, np.flatnonzero(~hold)), alpha=alpha if weighted else None,
-                           sigma_range=sigma_range, run_dir=ctx.run_dir, name=stem, resume=ctx.resume,
-                           callback=ctx.callback)
-    if use_is and not weighted:  # same optimum as the weighted loss: P(valid | x_σ) under the model's prior
-        model.logit_offset.fill_(math.log(alpha / (1 - alpha)))
-    hx, hy, hc = x0[hold], y[hold], take(cond, np.flatnonzero(hold))
-    # each classifier is judged (and calibrated) against the target it was trained for: the model's prior, or the
-    # 50/50 problem of the ablation without importance weights
-    target_w = None if use_is else _balancing_weights(hy)
-    report = {"importance_weights": use_is, "prior_correction": g.prior_correction if use_is else "none",
-              "fixed_sigma": fixed_sigma}
-    if g.calibrate and fixed_sigma is None and (~hy).any() and hy.any():
-        report["temperatures"] = calibrate(model, hx, hy, hc, seed=stream_seed(cfg.seed, stream, "calibrate"),
-                                           device=cfg.device, weights=target_w).tolist()
-    report.update(classifier_report(model, hx, hy, hc, sigma_range=sigma_range, weights=target_w,
-                                    seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device))
-    if g.auto_window and fixed_sigma is None:
-        model.sigma_max_guidance.fill_(report["informative_sigma_max"])
+    data = Labelled(x0, cond, result).take(keep)
+    train_set, held = split_held_out(data, teacher, domain, cfg, oracle, stream, ctx,
+                                     resume=ctx.resume or stem != f"classifier{index}")
+    meta = {"fixed_sigma": fixed_sigma, "alpha": alpha}
+    if g.classifier_per_reason and name is None:  # one classifier per reason; round 1's ablations stay single
+        build = lambda reason, elementwise: build_classifier(  # noqa: E731
+            domain, cfg, stream=f"{stream}/{reason}", element_reason=reason if elementwise else None)
+        model, report = fit_per_reason(build, data, train_set, held, cfg, ctx, stream=stream, stem=stem,
+                                       element_nets=hasattr(domain, "make_element_classifier_net"))
+        meta["reasons"] = {r: rep["elementwise"] for r, rep in report["reasons"].items() if "elementwise" in rep}
+        out.skipped = "" if model is not None else "no reason has both classes in the round's samples"
+    else:
+        use_is = g.importance_weights if importance is None else importance
+        model, report = fit_judged(build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream), train_set,
+                                   held, cfg, ctx, labels=(train_set.y, held.y), alpha=alpha, use_is=use_is,
+                                   weighted=use_is and g.prior_correction == "weights", fixed_sigma=fixed_sigma,
+                                   streams=(stream, stream), stem=stem)
     out.classifier, out.report = model, report
-    if ctx.run_dir is not None:
-        save_weights(ctx.file(f"{stem}.safetensors"), model,
-                     {"fixed_sigma": fixed_sigma, "alpha": alpha, "report": report, "round": out.summary()})
+    if ctx.run_dir is not None and model is not None:
+        save_weights(ctx.file(f"{stem}.safetensors"), model, {**meta, "report": report, "round": out.summary()})
     return out
+
+
+def round_oracle(domain: Domain, cfg: RunConfig, oracle: Oracle, index: int) -> Oracle:
+    """The oracle round ``index`` labels with: ``domain.oracle(**cfg.genneg.oracle_curriculum[index - 1])`` while
+    the curriculum lists the round (labelled in this process), else the run's ``oracle``."""
+    curriculum = cfg.genneg.oracle_curriculum
+    return domain.oracle(**curriculum[index - 1]) if index <= len(curriculum) else oracle
+
+
+def round_size(n: int, n_valid: int, cfg: RunConfig) -> int:
+    """Samples a round needs in all after ``n`` labelled ones of which ``n_valid`` are valid: ``n``, or with
+    ``cfg.genneg.min_minority`` = N > 0 up to ⌈N / min(α̂, 1 − α̂)⌉, capped at ``max_samples_per_round`` (the cap
+    when the n hold none of a class)."""
+    g = cfg.genneg
+    if g.min_minority == 0 or n == 0:
+        return n
+    rare = min(n_valid, n - n_valid) / n
+    need = g.max_samples_per_round if rare == 0 else math.ceil(g.min_minority / rare)
+    return max(n, min(need, g.max_samples_per_round))
+
+
+def _draw_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, stream: str, ctx: RunContext,
+                resume: bool):
+    """A round's labelled samples: ``samples_per_round`` first, then (``round_size``) more from the stream's
+    ``"more_samples"``, each draw cached apart so a resumed round redraws neither."""
+    n = cfg.genneg.samples_per_round
+    x0, cond, result = draw_labelled(teacher, domain, cfg, oracle, n, seed=stream_seed(cfg.seed, stream, "samples"),
+                                     progress=ctx.progress, cache=ctx.file(f"labelled_{stream}.safetensors"),
+                                     resume=resume)
+    judged = result.defined
+    more = round_size(int(judged.sum()), int((result.valid & judged).sum()), cfg) - int(judged.sum())
+    if more <= 0:
+        return x0, cond, result
+    x1, c1, r1 = draw_labelled(teacher, domain, cfg, oracle, more, seed=stream_seed(cfg.seed, stream, "more_samples"),
+                               progress=ctx.progress, cache=ctx.file(f"labelled_{stream}_more.safetensors"),
+                               resume=resume)
+    return torch.cat([x0, x1]), concat([cond, c1]), OracleResult.concat([result, r1])
 
 
 def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None) -> RoundResult | None:
@@ -192,23 +237,6 @@ def _skip_reason(n_defined: int, n_valid: int) -> str:
     if n_valid == 0:
         return f"alpha = 0: none of {n_defined} samples valid, no valid class to learn"
     return ""
-
-
-def _balancing_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Per-example weights that give both classes equal total weight (the 50/50 problem)."""
-    frac = labels.float().mean()
-    return torch.where(labels.bool(), 0.5 / frac, 0.5 / (1 - frac))
-
-
-def _holdout_mask(labels: torch.Tensor, seed: int, fraction: float = 0.1) -> torch.Tensor:
-    """A stratified held-out mask: ``fraction`` of each class, always leaving at least one of each for training."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.zeros(len(labels), dtype=torch.bool)
-    for cls in (True, False):
-        idx = (labels == cls).nonzero().flatten()
-        idx = idx[rng.randperm(len(idx), g)]
-        mask[idx[: min(int(fraction * len(idx)), len(idx) - 1)]] = True
-    return mask
 
 
 def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig, weight: float | None = None):
@@ -297,7 +325,7 @@ def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma
 
 def _trained(state: Path, steps: int) -> bool:
     """Whether the train state at ``state`` has reached ``steps``."""
-    return state.is_file() and int(load_state(state)["step"]) >= steps
+    return state.is_file() and state_step(state) >= steps
 
 
 def _distil_sigma_dist(g):

@@ -240,5 +240,6 @@ def _align_reasons(results: list[OracleResult], names: Sequence[str]) -> OracleR
     fixed = []
     for r in results:
         z = np.zeros(len(r), bool)
-        fixed.append(OracleResult(r.valid, {k: r.reasons.get(k, z) for k in keys}, r.defined, r.errors))
+        fixed.append(OracleResult(r.valid, {k: r.reasons.get(k, z) for k in keys}, r.defined, r.errors, r.elements,
+                                  r.element_defined))
     return OracleResult.concat(fixed)

@@ -6,7 +6,9 @@ never looks inside them except to slice along the batch axis.
 
 ``OracleResult.reasons`` maps a reason name to a boolean *infraction* flag per sample ("collision": True means the
 sample collides). ``valid`` is the oracle's verdict. ``defined`` is False where the verdict could not be computed
-(the oracle raised or timed out): such samples are excluded and counted, never silently valid.
+(the oracle raised or timed out): such samples are excluded and counted, never silently valid. An oracle may also
+give per-element flags (``OracleResult.elements``: per vehicle of a scene, per frame of a motion), from which
+per-element classifiers learn (docs/method.md, "One classifier per reason").
 """
 
 from __future__ import annotations
@@ -44,12 +46,19 @@ class OracleResult:
         reasons: name -> bool [B], True where the sample commits that infraction.
         defined: bool [B], False where the oracle failed on the sample (excluded from rates).
         errors: a few messages of failures, for the report.
+        elements: optional per-element flags, reason -> bool [B, E] (E elements per sample, e.g. the vehicles of
+            a scene), True where the element commits that infraction. A reason given here must be given in
+            ``reasons`` too, flagged exactly on the samples where some defined element is flagged.
+        element_defined: bool [B, E], False for elements that do not exist (padded vehicle slots) and on undefined
+            samples; None: every element of a defined sample exists.
     """
 
     valid: np.ndarray
     reasons: Mapping[str, np.ndarray] = field(default_factory=dict)
     defined: np.ndarray | None = None
     errors: tuple[str, ...] = ()
+    elements: Mapping[str, np.ndarray] = field(default_factory=dict)
+    element_defined: np.ndarray | None = None
 
     def __post_init__(self):
         valid = _as_flags(self.valid, "valid")
@@ -60,6 +69,13 @@ class OracleResult:
         object.__setattr__(self, "reasons", {k: v & defined for k, v in reasons.items()})
         object.__setattr__(self, "defined", defined)
         object.__setattr__(self, "errors", tuple(self.errors))
+        elements, exists = _element_flags(self.elements, self.element_defined, defined)
+        for k, v in elements.items():
+            if k not in self.reasons or not np.array_equal(self.reasons[k], v.any(axis=1)):
+                raise OracleOutputError(f"oracle element flags of {k!r} disagree with its per-sample flags (a sample "
+                                        "commits a reason exactly when one of its defined elements does)")
+        object.__setattr__(self, "elements", elements)
+        object.__setattr__(self, "element_defined", exists)
 
     def __len__(self) -> int:
         return int(self.valid.shape[0])
@@ -81,7 +97,14 @@ class OracleResult:
             reasons={k: np.concatenate([r.reasons[k] for r in results]) for k in names},
             defined=np.concatenate([r.defined for r in results]),
             errors=tuple(e for r in results for e in r.errors)[:20],
+            **_concat_elements(results),
         )
+
+    def take(self, index) -> "OracleResult":
+        """The verdicts of the samples at ``index`` (an integer array or a boolean mask)."""
+        exists = None if self.element_defined is None else self.element_defined[index]
+        return OracleResult(self.valid[index], {k: v[index] for k, v in self.reasons.items()}, self.defined[index],
+                            self.errors, {k: v[index] for k, v in self.elements.items()}, exists)
 
     @staticmethod
     def undefined(n: int, reasons: Iterable[str], error: str = "") -> "OracleResult":
@@ -89,12 +112,48 @@ class OracleResult:
         return OracleResult(z, {k: z for k in reasons}, defined=z, errors=(error,) if error else ())
 
 
-def _as_flags(a, what: str, n: int | None = None) -> np.ndarray:
+def _element_flags(elements: Mapping, exists, defined: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Validated per-element flags ``{reason: bool [B, E]}`` and existence mask ``[B, E]`` (None without elements);
+    flags are cleared where an element does not exist or its sample is undefined."""
+    if not elements:
+        if exists is not None:
+            raise OracleOutputError("oracle element_defined given without element flags")
+        return {}, None
+    flags = {str(k): _as_flags(v, f"elements[{k!r}]", len(defined), ndim=2) for k, v in elements.items()}
+    shape = next(iter(flags.values())).shape
+    mask = np.ones(shape, bool) if exists is None else _as_flags(exists, "element_defined", len(defined), ndim=2)
+    for k, v in flags.items():
+        if v.shape != shape or mask.shape != shape:
+            raise OracleOutputError(f"oracle elements[{k!r}] has shape {v.shape}; every element flag and "
+                                    f"element_defined must share one shape, here {mask.shape}")
+    mask = mask & defined[:, None]
+    return {k: v & mask for k, v in flags.items()}, mask
+
+
+def _concat_elements(results: Sequence[OracleResult]) -> dict:
+    """The element fields of concatenated results; results without them (e.g. undefined chunks) get elements that
+    do not exist."""
+    shaped = [r for r in results if r.elements]
+    if not shaped:
+        return {}
+    names, width = list(shaped[0].elements), shaped[0].element_defined.shape[1]
+    for r in shaped[1:]:
+        if list(r.elements) != names or r.element_defined.shape[1] != width:
+            raise ValueError(f"OracleResults disagree on elements: {names} x {width} vs {list(r.elements)} x "
+                             f"{r.element_defined.shape[1]}")
+    absent = lambda r: np.zeros((len(r), width), bool)  # noqa: E731
+    return {"elements": {k: np.concatenate([r.elements[k] if r.elements else absent(r) for r in results])
+                         for k in names},
+            "element_defined": np.concatenate([r.element_defined if r.elements else absent(r) for r in results])}
+
+
+def _as_flags(a, what: str, n: int | None = None, ndim: int = 1) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     a = np.asarray(a)
-    if a.ndim != 1:
-        raise OracleOutputError(f"oracle {what} must be a 1-D boolean array of per-sample flags, got shape {a.shape}")
+    if a.ndim != ndim:
+        kind = "a 1-D boolean array of per-sample flags" if ndim == 1 else "a [B, E] boolean array of per-element flags"
+        raise OracleOutputError(f"oracle {what} must be {kind}, got shape {a.shape}")
     if a.dtype != bool:
         if a.dtype.kind not in "biu" or not np.isin(a, (0, 1)).all():
             raise OracleOutputError(f"oracle {what} must be boolean, got dtype {a.dtype}")
@@ -156,7 +215,22 @@ class AllOf:
             defined &= r.defined
             for k, v in r.reasons.items():
                 reasons[k] = reasons[k] | v if k in reasons else v
-        return OracleResult(valid, reasons, defined, tuple(e for r in results for e in r.errors))
+        return OracleResult(valid, reasons, defined, tuple(e for r in results for e in r.errors),
+                            **_merge_elements(results, reasons, defined))
+
+
+def _merge_elements(results: Sequence[OracleResult], reasons: dict, defined: np.ndarray) -> dict:
+    """The members' element flags, kept for each reason whose merged per-sample flags they still explain (a reason
+    reported by two members, only one with elements, loses its elements). Members must share one element axis."""
+    shaped = [r for r in results if r.elements]
+    if not shaped:
+        return {}
+    exists = shaped[0].element_defined & defined[:, None]
+    if any(r.element_defined.shape != exists.shape for r in shaped):
+        raise OracleOutputError("members of all_of report elements of different shapes")
+    flags = {k: v & exists for r in shaped for k, v in r.elements.items()}
+    flags = {k: v for k, v in flags.items() if np.array_equal(reasons[k] & defined, v.any(axis=1))}
+    return {"elements": flags, "element_defined": exists} if flags else {}
 
 
 def all_of(*oracles: Oracle, name: str | None = None) -> AllOf:

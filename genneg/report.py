@@ -75,6 +75,8 @@ def aggregate(cfg: RunConfig, per_seed: dict[int, dict]) -> dict:
             row["alpha"] = mean_interval([r["round"]["alpha"] for r in recs])
             row["collapsed"] = [bool(r["round"].get("classifier", {}).get("collapsed")) for r in recs]
             row["skipped"] = [r["round"]["skipped"] for r in recs if r["round"]["skipped"]]
+            if all("reasons" in r["round"].get("classifier", {}) for r in recs):
+                row["per_reason"] = _per_reason([r["round"]["classifier"]["reasons"] for r in recs])
         if all("domain" in m for m in ms):
             row["domain"] = {k: {**mean_interval([m["domain"][k]["value"] for m in ms]),
                                  "first_seed": [ms[0]["domain"][k]["lo"], ms[0]["domain"][k]["hi"]]}
@@ -93,6 +95,19 @@ def aggregate(cfg: RunConfig, per_seed: dict[int, dict]) -> dict:
             summary["distilled_nll_diff"] = d
             summary["distilled_nll_not_worse"] = bool(d["mean"] <= d["se"])  # within its standard error
     return {"rows": rows, "summary": summary}
+
+
+def _per_reason(reports: list[dict]) -> dict:
+    """Per reason over seeds (``fitting.fit_per_reason`` reports): α, the σ window's top, whether it was per
+    element, seeds in which it collapsed or got no classifier."""
+    out = {}
+    for k in reports[0]:
+        fitted = [rep[k] for rep in reports if "alpha" in rep.get(k, {})]
+        out[k] = {"alpha": mean_interval([f["alpha"] for f in fitted]),
+                  "sigma_max": mean_interval([f["informative_sigma_max"] for f in fitted]),
+                  "elementwise": any(f["elementwise"] for f in fitted),
+                  "collapsed": sum(bool(f["collapsed"]) for f in fitted), "skipped": len(reports) - len(fitted)}
+    return out
 
 
 def _pct(mi: dict) -> str:
@@ -165,6 +180,11 @@ def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: 
             notes.append(f"- {r['label']}: classifier collapsed to the prior in {sum(r['collapsed'])} seed(s): it guides nothing.")
         for why in r.get("skipped", []):
             notes.append(f"- {r['label']}: round skipped ({why}).")
+        if "per_reason" in r:
+            notes.append(f"- {r['label']}: one classifier per reason: " + "; ".join(
+                f"{k} ({'per element' if v['elementwise'] else 'per sample'}, α {_num(v['alpha'])}, guides up to "
+                f"σ = {_num(v['sigma_max'], '.3g')}, collapsed in {v['collapsed']} seed(s), skipped in {v['skipped']})"
+                for k, v in r["per_reason"].items()) + ".")
         if r["undefined"]:
             notes.append(f"- {r['label']}: {r['undefined']} samples had no oracle verdict (excluded).")
     notes += ["", "![samples per stage](figures/samples.png)", "", "![infraction vs NLL](figures/infraction_vs_nll.png)", ""]

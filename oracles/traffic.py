@@ -375,8 +375,16 @@ class SceneOracle:
         return scene_infractions(boxes, defined, area, self.tolerance)
 
     def __call__(self, samples, cond=None) -> OracleResult:
-        flags = {k: v.any(axis=1) for k, v in self.per_vehicle(samples, cond).items()}
-        return OracleResult(~(flags["collision"] | flags["offroad"]), flags)
+        vehicles = self.per_vehicle(samples, cond)
+        flags = {k: v.any(axis=1) for k, v in vehicles.items()}
+        return OracleResult(~(flags["collision"] | flags["offroad"]), flags, elements=vehicles,
+                            element_defined=_vehicle_mask(samples, cond, vehicles["collision"].shape))
+
+
+def _vehicle_mask(samples, cond, shape) -> np.ndarray:
+    """bool [B, N]: the real vehicles of a batch (per-vehicle flags are defined on them only)."""
+    defined = _field(samples, cond, "defined", "mask", required=False)
+    return np.ones(shape, bool) if defined is None else np.asarray(defined).astype(bool)
 
 
 def _collision_valid(samples, cond=None) -> np.ndarray:

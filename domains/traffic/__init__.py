@@ -248,6 +248,12 @@ class TrafficDomain:
     def make_classifier_net(self, cfg: dict) -> SceneNet:
         return SceneNet(out="classifier", **{"sigma_data": self.sigma_data, **cfg})
 
+    def make_element_classifier_net(self, cfg: dict, reason: str) -> SceneNet:
+        """A per-vehicle classifier of ``reason`` (logits ``[B, N]``, the ego first, as the oracle's per-vehicle
+        flags); the collision classifier reads each vehicle's pairs (``SceneNet`` ``pair_head``)."""
+        return SceneNet(out="vehicle_classifier", pair_head=reason == "collision",
+                        **{"sigma_data": self.sigma_data, **cfg})
+
     def plot(self, samples, cond, result, ax, title: str = "", index: int = 0) -> None:
         """Scene ``index`` of the batch on its map; infracting boxes red; the title gets the batch's rates."""
         from .plot import plot_sample

@@ -15,7 +15,12 @@ and ``genneg.classifier.NoisyClassifier`` call their networks), so ``sigma_data`
 absolute is scaled alike: the map tokens' positions get the vehicles' ``c_in(sigma)``.
 
 The ego (the scene's centre vehicle, given) is one more token: it is embedded from its clean features, takes part
-in the self-attention and the classifier's pooling, and gets no output.
+in the self-attention and the classifier's pooling, and gets no denoiser output.
+
+The per-vehicle classifier (``out="vehicle_classifier"``) gives one logit per vehicle, the ego first (``[B, N]``, as
+the oracle's per-vehicle flags), +inf on padded slots (an absent vehicle is valid); with ``pair_head`` each
+vehicle's logit also reads the pairs it is part of (its relative pose to every other vehicle, their tokens),
+max-pooled over the others: the collision classifier.
 
 ``cond`` (a dict of tensors, see ``domains.traffic.TrafficDomain``):
     ``ego [B, 6]``, ``defined [B, N - 1]`` bool, ``map [B, L, P, 6]`` (x, y, dx, dy, width, internal, normalised),
@@ -31,10 +36,12 @@ from genneg.nn import FourierFeatures, SigmaEmbedding
 
 from .relative import LANE_FEATURES, PAIR_FEATURES, lane_context, pair_pose, vehicle_poses
 
-__all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES"]
+__all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES", "OUTPUTS"]
 
 VEHICLE_FEATURES = ("x", "y", "cos_yaw", "sin_yaw", "length", "width")
 MAP_POINT_FEATURES = 6  # x, y, dx, dy, width, internal (domains.traffic.map.POLYLINE_FIELDS)
+OUTPUTS = ("denoiser", "classifier", "vehicle_classifier")
+VALID_PRIOR_LOGIT = 2.0  # a per-vehicle head starts at P(valid) = 0.88 per vehicle: most vehicles are valid
 
 
 def _check_cond(x_in: Tensor, cond) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -127,11 +134,35 @@ class _Block(nn.Module):
         return h + self.mlp(z)
 
 
+class _VehicleHead(nn.Module):
+    """Per-vehicle logits ``[B, T]`` from the tokens, optionally with each vehicle's max-pooled pair features."""
+
+    def __init__(self, width: int, pairs: bool):
+        super().__init__()
+        self.pair = nn.Sequential(nn.Linear(3 * width, width), nn.SiLU(), nn.Linear(width, width)) if pairs else None
+        self.out = nn.Sequential(nn.Linear((2 if pairs else 1) * width, width), nn.SiLU(), nn.Linear(width, 1))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.constant_(self.out[-1].bias, VALID_PRIOR_LOGIT)
+
+    def forward(self, h: Tensor, pairs: Tensor, defined: Tensor) -> Tensor:
+        feats = h
+        if self.pair is not None:
+            t = h.shape[1]
+            u = self.pair(torch.cat([pairs, h[:, :, None].expand(-1, -1, t, -1), h[:, None].expand(-1, t, -1, -1)], -1))
+            others = defined[:, None, :] & ~torch.eye(t, dtype=torch.bool, device=h.device)  # [B, i, j]: j ≠ i exists
+            pooled = u.masked_fill(~others[..., None], float("-inf")).amax(2)
+            feats = torch.cat([h, torch.where(others.any(2)[..., None], pooled, torch.zeros_like(pooled))], -1)
+        return self.out(feats)[..., 0].masked_fill(~defined, float("inf"))
+
+
 class SceneNet(nn.Module):
-    """``forward(x_in [B, N, 6], c_noise [B], cond) -> [B, N, 6]`` (denoiser) or ``-> [B]`` logits (classifier).
+    """``forward(x_in [B, N, 6], c_noise [B], cond) -> [B, N, 6]`` (denoiser), ``-> [B]`` logits (classifier) or
+    ``-> [B, 1 + N]`` per-vehicle logits, the ego first (vehicle classifier).
 
     Args:
-        out: "denoiser" (per-vehicle output, zero on padded slots) or "classifier" (masked mean+max pool, logit).
+        out: "denoiser" (per-vehicle output, zero on padded slots), "classifier" (masked mean+max pool, logit) or
+            "vehicle_classifier" (a logit per vehicle, +inf on padded slots).
+        pair_head: the vehicle classifier's logits also read each vehicle's pairs (for collisions).
         width, depth, heads: transformer size (width divisible by heads).
         num_freqs: Fourier features per vehicle feature (dot products of them express relative positions, which
             collisions depend on).
@@ -140,10 +171,12 @@ class SceneNet(nn.Module):
     """
 
     def __init__(self, out: str = "denoiser", width: int = 128, depth: int = 3, heads: int = 4, num_freqs: int = 6,
-                 lane_points: int = 16, sigma_data: float = 0.6):
+                 lane_points: int = 16, sigma_data: float = 0.6, pair_head: bool = False):
         super().__init__()
-        if out not in ("denoiser", "classifier"):
-            raise ValueError(f"SceneNet out must be 'denoiser' or 'classifier', got {out!r}")
+        if out not in OUTPUTS:
+            raise ValueError(f"SceneNet out must be one of {list(OUTPUTS)}, got {out!r}")
+        if pair_head and out != "vehicle_classifier":
+            raise ValueError("SceneNet pair_head is a head of the vehicle classifier (out='vehicle_classifier')")
         if width % heads or depth < 1:
             raise ValueError(f"SceneNet needs width divisible by heads and depth >= 1, got {width}, {heads}, {depth}")
         self.out_kind, d = out, len(VEHICLE_FEATURES)
@@ -162,12 +195,16 @@ class SceneNet(nn.Module):
         self.null_token = nn.Parameter(torch.zeros(1, 1, width))
         self.blocks = nn.ModuleList(_Block(width, heads, width) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, d) if out == "denoiser" else nn.Sequential(
-            nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
-        nn.init.zeros_(self.head.weight if out == "denoiser" else self.head[-1].weight)
+        if out == "vehicle_classifier":
+            self.head = _VehicleHead(width, pair_head)
+        else:
+            self.head = nn.Linear(width, d) if out == "denoiser" else nn.Sequential(
+                nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
+            nn.init.zeros_(self.head.weight if out == "denoiser" else self.head[-1].weight)
 
-    def trunk(self, x_in: Tensor, c_noise: Tensor, cond) -> tuple[Tensor, Tensor]:
-        """Tokens ``[B, 1 + N, W]`` after the blocks (the ego first; zero on padded slots) and their mask."""
+    def trunk(self, x_in: Tensor, c_noise: Tensor, cond) -> tuple[Tensor, Tensor, Tensor]:
+        """Tokens ``[B, 1 + N, W]`` after the blocks (the ego first; zero on padded slots), their mask and the
+        embedded pair poses ``[B, 1 + N, 1 + N, W]``."""
         ego, defined, polylines, map_defined = _check_cond(x_in, cond)
         emb = self.sigma_emb(c_noise)
         x_in = x_in * defined[..., None].to(x_in.dtype)  # padded inputs zeroed: no NaN can leak
@@ -188,10 +225,12 @@ class SceneNet(nn.Module):
         map_pad = torch.cat([torch.zeros_like(map_defined[:, :1]), ~map_defined], 1)
         for block in self.blocks:
             h = block(h, emb, ~defined, pairs, lanes, map_tokens, map_pad) * keep
-        return self.norm(h) * keep, defined
+        return self.norm(h) * keep, defined, pairs
 
     def forward(self, x_in: Tensor, c_noise: Tensor, cond=None) -> Tensor:
-        h, defined = self.trunk(x_in, c_noise, cond)
+        h, defined, pairs = self.trunk(x_in, c_noise, cond)
+        if self.out_kind == "vehicle_classifier":
+            return self.head(h, pairs, defined)
         if self.out_kind == "denoiser":
             return self.head(h[:, 1:]) * defined[:, 1:, None].to(h.dtype)
         count = defined.sum(1, keepdim=True).to(h.dtype)
