@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, machine  # noqa: E402
 
 from genneg.batch import concat  # noqa: E402
+from genneg.checkpoint import load_state  # noqa: E402
 from genneg.domain import get_domain  # noqa: E402
 from genneg.evaluate import infraction_summary  # noqa: E402
 from genneg.generate import generate  # noqa: E402
@@ -82,7 +83,7 @@ def load_base(run_dir: Path, device: str = "cpu"):
         return cfg, domain, base
     cfg = config_from_dict(RunConfig, read_json(run_dir / "config.json"))
     domain = get_domain(cfg.domain, **cfg.data)
-    state = torch.load(run_dir / "base.state.pt", map_location="cpu", weights_only=True)
+    state = load_state(run_dir / "base.state.pt")
     base = build_denoiser(domain, cfg)
     base.load_state_dict(state["ema"])
     return cfg, domain, base.eval().requires_grad_(False)
