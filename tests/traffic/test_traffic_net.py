@@ -7,17 +7,7 @@ import torch
 
 from domains.traffic.net import SceneNet
 from genneg.diffusion import EDMPrecond
-
-B, N, L, P = 3, 5, 4, 6
-
-
-def batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, N, 6, generator=g)
-    defined = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    cond = {"ego": torch.randn(B, 6, generator=g), "defined": defined, "map": torch.randn(B, L, P, 6, generator=g),
-            "map_defined": torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)}
-    return x, torch.randn(B, generator=g), cond
+from traffic_fixtures import B, N, batch
 
 
 @pytest.fixture(params=["denoiser", "classifier"])

@@ -1,5 +1,19 @@
 """Fixtures written by the traffic tests (nothing is downloaded)."""
 
+import torch
+
+B, N, L, P = 3, 5, 4, 6
+
+
+def batch(seed=0):
+    """A small scene batch for the networks: (x [B, N, 6], c_noise [B], cond) with padded vehicle slots and map lines."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, N, 6, generator=g)
+    defined = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    cond = {"ego": torch.randn(B, 6, generator=g), "defined": defined, "map": torch.randn(B, L, P, 6, generator=g),
+            "map_defined": torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)}
+    return x, torch.randn(B, generator=g), cond
+
 
 def write_lanelet2_map(path, crosswalk=True):
     """Two parallel 3.5 m lanes along +x over 100 m, one each way, plus a crosswalk that is not drivable."""
