@@ -1,15 +1,18 @@
-"""Pretrained model folders: a base denoiser trained once (``genneg train``), shipped with a card, started from.
+"""Pretrained model folders: a base denoiser trained once (``genneg train``), shipped with a card, started from;
+or the distilled Gen-neG model of a ``genneg run`` started from such a base.
 
 A folder (``pretrained/<domain>-<preset>/`` in this repository) holds::
 
-    model.safetensors   the EMA weights of the base denoiser (the run's config in its metadata)
+    model.safetensors   the EMA weights of the denoiser (the run's config in its metadata)
     card.json           what it is: domain, preset, architecture and data (configs and hashes), training (steps,
                         batch size, wall time, machine, code commit), held-out metrics, sha256 of the weights, the
                         command that reproduces it and the full run config
     card.md             the same for people, with the learning curve
-    curve.json, curve.png   the held-out learning curve of the training run
+    curve.json, curve.png   the held-out learning curve of the training run (a base)
+    report.md, results.json the report of the ``genneg run`` that made it (a distilled model)
 
-``write_model_folder`` makes one from a finished ``genneg train`` run. ``load_pretrained`` refuses a folder whose
+``write_model_folder`` makes one from a finished ``genneg train`` run, ``write_stage_folder`` from the distilled
+stage of a finished ``genneg run``; the card's ``stage`` says which (absent: ``base``). ``load_pretrained`` refuses a folder whose
 weights do not match their sha256, or whose card's architecture or data differ from what the current code builds
 for the run's config (naming the field and the command that retrains it). Nothing is ever downloaded.
 """
@@ -34,7 +37,7 @@ from .config import RunConfig, config_from_dict
 from .curve import CURVE_JSON, CURVE_PNG, TrainSessions, plot_curve
 from .models import build_denoiser, load_denoiser
 
-__all__ = ["write_model_folder", "load_pretrained", "install_base", "read_card", "card_config", "check_card",
+__all__ = ["write_model_folder", "write_stage_folder", "card_stage", "load_pretrained", "install_base", "read_card", "card_config", "check_card",
            "verify_weights", "is_model_folder", "resolve_folder", "architecture", "data_identity", "probe",
            "reproduce_command", "CARD_FORMAT"]
 
@@ -123,6 +126,14 @@ def probe(denoiser, domain, cfg: RunConfig) -> list[float]:
 
 def reproduce_command(cfg: RunConfig, presets: dict[str, RunConfig], name: str) -> str:
     """The commands that retrain the base of ``cfg`` and write ``pretrained/<name>`` from it."""
+    run_dir = f"runs/{name}-base"
+    train = " ".join(["genneg train", cfg.domain, "--preset", cfg.preset, *_preset_args(cfg, presets), "--run-dir",
+                      run_dir])
+    return f"{train} && genneg export-model --run-dir {run_dir} --out pretrained/{name}"
+
+
+def _preset_args(cfg: RunConfig, presets: dict[str, RunConfig]) -> list[str]:
+    """``--set`` and ``--seed`` arguments that turn ``cfg``'s preset into ``cfg``."""
     if cfg.preset not in presets:
         raise ValueError(f"the run's preset {cfg.preset!r} is not a preset of domain {cfg.domain!r} "
                          f"({sorted(presets)}); a shipped model must be reproducible from a preset")
@@ -130,9 +141,7 @@ def reproduce_command(cfg: RunConfig, presets: dict[str, RunConfig], name: str) 
     args = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sets]
     if cfg.seed != presets[cfg.preset].seed:
         args.append(f"--seed {cfg.seed}")
-    run_dir = f"runs/{name}-base"
-    train = " ".join(["genneg train", cfg.domain, "--preset", cfg.preset, *args, "--run-dir", run_dir])
-    return f"{train} && genneg export-model --run-dir {run_dir} --out pretrained/{name}"
+    return args
 
 
 def _differences(a: dict, b: dict, skip=(), prefix: str = "") -> list[tuple[str, Any]]:
@@ -214,14 +223,17 @@ def _card(name: str, run_dir: Path, domain, cfg: RunConfig, presets, model, curv
     }
 
 
+def _pct(r: dict) -> str:
+    return f"{100 * r['rate']:.2f} % [{100 * r['lo']:.2f}, {100 * r['hi']:.2f}]"
+
+
 def card_markdown(card: dict) -> str:
     """``card.md``: what the model was trained on, how to reproduce it, its measured limits and learning curve."""
+    if card_stage(card) != "base":
+        return _stage_markdown(card)
     a, d, t, m = card["architecture"], card["data"], card["training"], card["metrics"]
     inf = m["infraction"]
-
-    def pct(r):
-        return f"{100 * r['rate']:.2f} % [{100 * r['lo']:.2f}, {100 * r['hi']:.2f}]"
-
+    pct = _pct
     rows = [f"| invalid (any reason) | {pct(inf['total'])} |"]
     rows += [f"| {k} | {pct(r)} |" for k, r in inf["reasons"].items()]
     if "nll" in m:
@@ -255,6 +267,148 @@ def card_markdown(card: dict) -> str:
     ])
 
 
+SHIPPABLE_STAGES = ("distilled",)  # one network each; a round is the base plus its classifiers
+
+
+def write_stage_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunConfig, *, stage: str = "distilled",
+                       force: bool = False) -> Path:
+    """Writes the model folder ``out`` from the ``stage`` (the distilled student) of a finished ``genneg run``.
+
+    The card is a base card's (architecture, data, weights, probe, config) plus ``stage``, ``from`` (the pretrained
+    base it started from and its weights' sha256), ``genneg`` (each round's α and classifier report) and metrics of
+    the run's own held-out evaluation: this stage's and the base's, on the same conditions and noise, with the
+    paired NLL difference. The run's ``report.md`` and ``results.json`` are copied beside the weights.
+
+    Args:
+        run_dir: the ``genneg run`` folder (``config.json``, ``seed<S>/``); its first seed is exported.
+
+    Raises:
+        ValueError: a stage that is not one network (a round is the base plus classifiers), or ``out`` exists
+            and ``force`` is False.
+        FileNotFoundError: the run has not evaluated the stage yet (continue it with ``--resume``).
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    if stage not in SHIPPABLE_STAGES:
+        raise ValueError(f"stage {stage!r} cannot be a model folder: only {list(SHIPPABLE_STAGES)} are one network "
+                         "(round<k> is the base guided by k classifiers)")
+    seed_dir = run_dir / f"seed{cfg.seed}"
+    weights = seed_dir / f"{stage}.safetensors"
+    state = read_json(seed_dir / "state.json") if (seed_dir / "state.json").is_file() else {"stages": {}}
+    if stage not in state["stages"] or not weights.is_file():
+        raise FileNotFoundError(f"{run_dir} has not finished its {stage!r} stage ({weights} and its evaluation in "
+                                f"{seed_dir / 'state.json'}); continue it with `genneg run {cfg.domain} --preset "
+                                f"{cfg.preset} --run-dir {run_dir} --resume`")
+    if out.exists() and not force:
+        raise ValueError(f"{out} already exists; pass --force to replace it")
+    stages = state["stages"]
+    model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
+    card = _stage_card(out.name, run_dir, seed_dir, stage, stages, domain, cfg, model, weights)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(weights, tmp / WEIGHTS)
+    for name in ("report.md", "results.json"):
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, tmp / name)
+    write_json(tmp / CARD, card)
+    (tmp / CARD_MD).write_text(card_markdown(card))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: dict, domain, cfg: RunConfig, model,
+                weights: Path) -> dict:
+    cpu = replace(cfg, device="cpu", pretrained_base="")
+    base_name = stages.get("base", {}).get("pretrained") or ""
+    sessions = TrainSessions.read(run_dir) if (run_dir / "train.json").is_file() else []
+    if sessions:
+        machines, commits = sorted({s["machine"] for s in sessions}), sorted({s["code_commit"] for s in sessions})
+    else:  # a run from before `genneg run` kept session records: what the export finds, said as such
+        from .curve import code_commit, machine
+
+        machines = [f"{machine(cfg.device)} (recorded at export: the run kept no session record)"]
+        commits = [f"{code_commit()} (at export)"]
+    ours, base = stages[stage]["metrics"], stages["base"]["metrics"]
+    metrics = {"stage": stage, "split": "test", "num_samples": cfg.eval.num_samples, "num_nll": cfg.eval.num_nll,
+               "infraction": ours["infraction"], "seconds_per_1000": ours["seconds_per_1000"],
+               "base": {"infraction": base["infraction"], "seconds_per_1000": base["seconds_per_1000"]}}
+    for key, m in (("nll", ours.get("nll")), ("base_nll", base.get("nll"))):
+        if m is not None:
+            target = metrics if key == "nll" else metrics["base"]
+            target["nll"] = {**m, "lo": m["mean"] - 1.96 * m["se"], "hi": m["mean"] + 1.96 * m["se"]}
+    if "domain" in ours:
+        metrics["domain"], metrics["base"]["domain"] = ours["domain"], base.get("domain", {})
+    rounds = [{"stage": k, **v["round"]} for k, v in stages.items() if k.startswith("round") and "round" in v]
+    return {
+        "format": CARD_FORMAT, "name": name, "stage": stage, "domain": cfg.domain, "preset": cfg.preset,
+        "seed": cfg.seed,
+        "from": {"base": base_name, "base_sha256": sha256_file(seed_dir / "base.safetensors")},
+        "architecture": architecture(domain, cpu),
+        "data": data_identity(domain, cpu),
+        "training": {"steps": cfg.distil.steps, "batch_size": cfg.distil.batch_size, "train": cfg.to_dict()["distil"],
+                     "wall_seconds": sum(v.get("seconds", 0.0) for v in stages.values()),
+                     "sessions": max(len(sessions), 1), "machine": machines, "code_commit": commits},
+        "genneg": {"config": cfg.to_dict()["genneg"], "rounds": rounds},
+        "metrics": {**metrics, "step": cfg.distil.steps},
+        "weights": {"file": WEIGHTS, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
+        "probe": probe(model, domain, cpu),
+        "reproduce": _run_command(cfg, domain.presets(), base_name, name, stage),
+        "config": cpu.to_dict(),
+    }
+
+
+def _run_command(cfg: RunConfig, presets: dict[str, RunConfig], base: str, name: str, stage: str) -> str:
+    """The commands that rerun Gen-neG from ``base`` and write ``pretrained/<name>`` from its ``stage``."""
+    args = _preset_args(cfg, presets) + ([f"--base {base}"] if base else [])
+    run_dir = f"runs/{name}"
+    run = " ".join(["genneg run", cfg.domain, "--preset", cfg.preset, *args, "--run-dir", run_dir])
+    return f"{run} && genneg export-model --run-dir {run_dir} --stage {stage} --out pretrained/{name}"
+
+
+def _stage_markdown(card: dict) -> str:
+    """``card.md`` of a distilled Gen-neG model: the run's held-out rows of the base and of this model side by side."""
+    a, d, t, m, g = card["architecture"], card["data"], card["training"], card["metrics"], card["genneg"]
+    ours, base = m["infraction"], m["base"]["infraction"]
+    rows = [f"| invalid (any reason) | {_pct(base['total'])} | {_pct(ours['total'])} |"]
+    rows += [f"| {k} | {_pct(base['reasons'][k])} | {_pct(r)} |" for k, r in ours["reasons"].items()]
+    if "nll" in m and "nll" in m["base"]:
+        diff = m["nll"].get("diff_base")
+        paired = f" (paired difference {diff['mean']:+.3f} ± {diff['se']:.3f} s.e.)" if diff else ""
+        rows.append(f"| NLL bound (nats) | {m['base']['nll']['mean']:.3f} ± {m['base']['nll']['se']:.3f} | "
+                    f"{m['nll']['mean']:.3f} ± {m['nll']['se']:.3f}{paired} |")
+    rounds = [f"- {r['stage']}: {r['n']:,} samples, α = {r['alpha']:.3f} [{r['alpha_ci'][0]:.3f}, "
+              f"{r['alpha_ci'][1]:.3f}]" + (f", skipped: {r['skipped']}" if r.get("skipped") else "")
+              for r in g["rounds"]]
+    hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
+    name, base_name = card["name"], card["from"]["base"] or "a base trained in the run"
+    return "\n".join([
+        f"# {name}: a `{card['domain']}` Gen-neG model, distilled (preset `{card['preset']}`)", "",
+        f"One network (the cost of the base per sample) distilled from `{base_name}` guided by "
+        f"{len(g['rounds'])} Gen-neG classifier round(s), by `genneg run`. See `docs/pretrained.md` for the fields "
+        "of `card.json`; `report.md` beside this file is the run's report.", "",
+        "## Made from", "",
+        f"- base: `{base_name}` (weights sha256 `{card['from']['base_sha256'][:16]}…`)",
+        f"- data: `{json.dumps(d['config'])}`, {d['train_rows']:,} training rows (train split sha256 "
+        f"`{d['train_sha256'][:16]}…`)",
+        f"- network: `{a['network']}` `{json.dumps(a['net'])}`, {a['parameters']:,} parameters",
+        *rounds,
+        f"- distilled: {t['steps']:,} steps of batch {t['batch_size']}, lr {t['train']['lr']}",
+        f"- {hours} h {minutes:02d} min of wall time (every stage with its evaluation) on {'; '.join(t['machine'])}",
+        f"- code commit {', '.join(t['code_commit'])}", "",
+        "## Reproduce", "", "```bash", card["reproduce"], "```", "",
+        "## Measured (held-out)", "",
+        f"{m['num_samples']:,} samples on the {m['split']} split's conditions, the same conditions and sampler noise "
+        "for both columns (95 % Wilson intervals); NLL bound of "
+        f"{m['num_nll']:,} held-out points, paired.", "",
+        f"| metric | base | {name} |", "|---|---|---|", *rows, "",
+        "## Use", "", "```bash",
+        f"genneg sample --run-dir pretrained/{name} --n 1000 --out samples.npz",
+        f"genneg eval --run-dir pretrained/{name}", "```", "",
+    ])
+
+
 # ------------------------------------------------------------------------------------------------- reading
 
 
@@ -272,6 +426,11 @@ def resolve_folder(path: str | Path) -> Path:
 
 def is_model_folder(path: str | Path) -> bool:
     return (Path(path) / CARD).is_file()
+
+
+def card_stage(card: dict) -> str:
+    """The stage a model folder holds: ``base`` (from ``genneg train``) or ``distilled`` (from ``genneg run``)."""
+    return card.get("stage", "base")
 
 
 def read_card(folder: str | Path) -> dict:
@@ -334,12 +493,14 @@ def check_card(card: dict, domain, cfg: RunConfig, folder: str | Path = "", *, d
                "the training data the current code makes")
 
 
-def load_pretrained(folder: str | Path, domain, cfg: RunConfig):
+def load_pretrained(folder: str | Path, domain, cfg: RunConfig, *, data: bool = True):
     """The pretrained base denoiser of ``folder`` for a run of ``cfg`` (on ``cfg.device``), after every check:
-    the card against the current code (``check_card``), the weights' sha256, and the probe outputs."""
+    the card against the current code (``check_card``), the weights' sha256, and the probe outputs (on test
+    conditions). ``data=False`` skips the training data's hash, for a domain opened without its train split (the
+    traffic demo opens the held-out networks only)."""
     folder = resolve_folder(folder)
     card = read_card(folder)
-    check_card(card, domain, cfg, folder)
+    check_card(card, domain, cfg, folder, data=data)
     path = verify_weights(folder, card)
     model = load_denoiser(domain, cfg, path)
     ours, theirs = np.array(probe(model, domain, cfg)), np.array(card["probe"])

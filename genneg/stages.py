@@ -1,6 +1,6 @@
 """The denoiser of any stage of any folder genneg writes, for ``genneg sample`` and ``genneg eval``.
 
-Folders: a pretrained model folder (``genneg.pretrained``; stage ``base``), a ``genneg train`` run (a
+Folders: a pretrained model folder (``genneg.pretrained``; its one stage, ``base`` or ``distilled``), a ``genneg train`` run (a
 ``<stage>.safetensors`` beside its ``config.json``), and a ``genneg run`` folder or one of its ``seed<S>/`` folders,
 whose stages are ``base``, ``round1`` … ``roundK`` (the base guided by classifiers 1..k, as the run evaluated it),
 ``distilled``, and the ablations ``no_is``, ``time_independent`` and ``penalty``.
@@ -27,12 +27,13 @@ def run_stages(cfg: RunConfig) -> list[str]:
     return ["base", *[f"round{k}" for k in range(1, cfg.genneg.rounds + 1)], "distilled", *extra]
 
 
-def load_stage(run_dir: str | Path, stage: str = "base", *, seed: int | None = None, domain_path=None,
+def load_stage(run_dir: str | Path, stage: str | None = None, *, seed: int | None = None, domain_path=None,
                device: str = "cpu"):
     """``(cfg, domain, denoiser, folder)`` of ``stage`` in ``run_dir``, the denoiser on ``device`` in eval mode;
     ``folder`` is where the stage's files live (the seed folder of a ``genneg run``), None for a pretrained model.
 
     Args:
+        stage: default: a pretrained folder's one stage, else ``base``.
         seed: which seed of a ``genneg run`` folder (default: the run's first); ignored for other folders.
 
     Raises:
@@ -40,15 +41,18 @@ def load_stage(run_dir: str | Path, stage: str = "base", *, seed: int | None = N
         ValueError: an unknown stage (the message lists the folder's stages), or a refused pretrained model.
     """
     from .domain import get_domain
-    from .pretrained import card_config, is_model_folder, load_pretrained, read_card
+    from .pretrained import card_config, card_stage, is_model_folder, load_pretrained, read_card
 
     run_dir = Path(run_dir)
     if is_model_folder(run_dir):
-        if stage != "base":
-            raise ValueError(f"{run_dir} is a pretrained model folder: its only stage is 'base', not {stage!r}")
-        cfg = replace(card_config(read_card(run_dir)), device=device)
+        card = read_card(run_dir)
+        if stage is not None and stage != card_stage(card):
+            raise ValueError(f"{run_dir} is a pretrained model folder: its only stage is {card_stage(card)!r}, not "
+                             f"{stage!r}")
+        cfg = replace(card_config(card), device=device)
         domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
         return cfg, domain, load_pretrained(run_dir, domain, cfg), None
+    stage = stage or "base"
     seed_dir, cfg = _seed_dir(run_dir, seed)
     cfg = replace(cfg, device=device)
     domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)

@@ -89,16 +89,21 @@ def cmd_eval(args):
 
 def cmd_export_model(args):
     from genneg.domain import get_domain
-    from genneg.pretrained import read_card, write_model_folder
+    from genneg.pretrained import read_card, write_model_folder, write_stage_folder
 
     run_dir = Path(args.run_dir)
     cfg = load_run_config(run_dir)
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
-    out = Path(args.out or f"pretrained/{cfg.domain}-{cfg.preset}")
-    write_model_folder(run_dir, out, domain, cfg, domain.presets(), force=args.force)
+    suffix = "-genneg" if args.stage else ""
+    out = Path(args.out or f"pretrained/{cfg.domain}-{cfg.preset}{suffix}")
+    if args.stage:
+        write_stage_folder(run_dir, out, domain, cfg, stage=args.stage, force=args.force)
+    else:
+        write_model_folder(run_dir, out, domain, cfg, domain.presets(), force=args.force)
     card = read_card(out)
-    print(f"wrote {out}/ (model.safetensors sha256 {card['weights']['sha256'][:16]}…, card.json, card.md, curve.png)")
-    print(format_metrics(f"{out.name}, step {card['metrics']['step']}", card["metrics"]))
+    extra = "report.md" if args.stage else "curve.png"
+    print(f"wrote {out}/ (model.safetensors sha256 {card['weights']['sha256'][:16]}…, card.json, card.md, {extra})")
+    print(format_metrics(f"{out.name}, {args.stage or 'step'} {card['metrics']['step']}", card["metrics"]))
 
 
 def cmd_data(args):
@@ -132,7 +137,10 @@ def cmd_domains(args):
 
 
 def cmd_run(args):
+    import torch
+
     from genneg import distributed
+    from genneg.curve import TrainSessions
     from genneg.distributed import executor
     from genneg.domain import get_domain
     from genneg.run import run
@@ -160,6 +168,11 @@ def cmd_run(args):
 
         load_pretrained(cfg.pretrained_base, domain, replace(cfg, device="cpu"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "config.json").exists() and not args.resume:
+        raise SystemExit(f"error: {run_dir} already holds a run; pass --resume to continue it or choose another folder")
+    sessions = TrainSessions(run_dir, torch.get_num_threads(), cfg.device)  # machine and commit, for model cards
+    if distributed.is_main():
+        sessions.update(0)
     try:
         with executor(args.oracle_workers, args.dask_scheduler) as ex:
             agg = run(domain, cfg, run_dir, seeds=args.seeds, resume=args.resume,
@@ -167,6 +180,8 @@ def cmd_run(args):
                       domain_path=args.domain_path, **({"executor": ex} if ex is not None else {}))
     except FileExistsError as e:
         raise SystemExit(f"error: {e}") from None
+    if distributed.is_main():
+        sessions.update(0)
     say((run_dir / "report.md").read_text())
     say(f"report: {run_dir / 'report.md'}  (results.json and figures/ beside it; summed stage time "
         f"{agg['wall_seconds'] / 60:.1f} min)")

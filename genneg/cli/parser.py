@@ -18,6 +18,7 @@ examples:
   genneg eval --run-dir runs/toy-tiny
   genneg train toy --preset default --run-dir runs/toy-default-base --eval-every 500 --threads 2  # + learning curve
   genneg export-model --run-dir runs/toy-default-base --out pretrained/toy-default            # weights + card
+  genneg export-model --run-dir runs/toy --stage distilled --out pretrained/toy-default-genneg  # a run's student
   genneg run toy --preset default --base pretrained/toy-default      # start Gen-neG from a pretrained base
   genneg sample --run-dir runs/toy --stage round2 --n 1000 --out round2.npz   # any stage of a run, stacked too
   genneg presets toy                                               # list presets and their settings
@@ -43,8 +44,8 @@ def stage_options(sp):
     """--run-dir, --stage and --run-seed of a command that loads one stage."""
     sp.add_argument("--run-dir", required=True, help="a `genneg train` or `genneg run` folder, one of its seed<S>/ "
                     "folders, or a pretrained model folder (e.g. pretrained/toy-default)")
-    sp.add_argument("--stage", default="base", help="base, round1 .. roundK (the base guided by classifiers 1..k), "
-                    "distilled, no_is, time_independent, penalty (default: %(default)s)")
+    sp.add_argument("--stage", default=None, help="base, round1 .. roundK (the base guided by classifiers 1..k), "
+                    "distilled, no_is, time_independent, penalty (default: base; a pretrained folder's own stage)")
     sp.add_argument("--run-seed", type=int, default=None, help="which seed of a `genneg run` folder (default: its "
                     "first)")
 
@@ -81,8 +82,12 @@ def add_train(sub):
 def add_export_model(sub):
     x = sub.add_parser("export-model", help="write a pretrained model folder (weights, card, curve) from a finished "
                        "`genneg train` run", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    x.add_argument("--run-dir", required=True, help="the finished `genneg train` run")
-    x.add_argument("--out", default=None, help="the model folder (default: pretrained/<domain>-<preset>)")
+    x.add_argument("--run-dir", required=True, help="the finished `genneg train` run, or a `genneg run` folder "
+                   "with --stage distilled")
+    x.add_argument("--stage", default=None, choices=["distilled"], help="export this stage of a finished `genneg "
+                   "run` (its distilled Gen-neG model) instead of a `genneg train` base")
+    x.add_argument("--out", default=None, help="the model folder (default: pretrained/<domain>-<preset>, with "
+                   "-genneg for a distilled stage)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.add_argument("--domain-path", default=None, help="a local folder with a domain package (make_domain)")
     x.set_defaults(func=cmd_export_model)

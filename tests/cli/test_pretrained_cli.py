@@ -79,3 +79,31 @@ def test_train_card_run_from_it_and_sample_every_stage(tmp_path):
                    str(tmp_path / "x.npz"), check=False), "only stage is 'base'")
     refused(genneg("sample", "--run-dir", str(run), "--stage", "round3", "--n", "5", "--out",
                    str(tmp_path / "x.npz"), check=False), "unknown stage 'round3'", "round2")
+
+    # the run's distilled student as a model folder: its card holds the run's rows of the base and of the student
+    student = tmp_path / "pretrained" / "toy-tiny-genneg"
+    genneg("export-model", "--run-dir", str(run), "--stage", "distilled", "--out", str(student))
+    card = json.loads((student / "card.json").read_text())
+    assert sorted(p.name for p in student.iterdir()) == ["card.json", "card.md", "model.safetensors", "report.md",
+                                                         "results.json"]
+    assert card["stage"] == "distilled" and card["from"]["base"] == str(model)
+    assert card["from"]["base_sha256"] == json.loads((model / "card.json").read_text())["weights"]["sha256"]
+    assert card["metrics"]["infraction"] == state["stages"]["distilled"]["metrics"]["infraction"]
+    assert card["metrics"]["base"]["infraction"] == state["stages"]["base"]["metrics"]["infraction"]
+    assert [r["stage"] for r in card["genneg"]["rounds"]] == ["round1", "round2"]
+    assert card["training"]["machine"] and "(at export)" not in card["training"]["code_commit"][0]
+    assert card["reproduce"].startswith("genneg run toy --preset tiny --set ") and f"--base {model}" in \
+        card["reproduce"] and card["reproduce"].endswith(f"--stage distilled --out pretrained/{student.name}")
+    assert "| invalid (any reason) |" in (student / "card.md").read_text()
+    # it samples as its own stage, what the run's distilled stage samples
+    genneg("sample", "--run-dir", str(student), "--n", "40", "--seed", "3", "--out", str(tmp_path / "s1.npz"),
+           "--quiet")
+    genneg("sample", "--run-dir", str(run), "--stage", "distilled", "--n", "40", "--seed", "3", "--out",
+           str(tmp_path / "s2.npz"), "--quiet")
+    assert np.array_equal(np.load(tmp_path / "s1.npz")["samples"], np.load(tmp_path / "s2.npz")["samples"])
+    refused(genneg("sample", "--run-dir", str(student), "--stage", "base", "--n", "5", "--out",
+                   str(tmp_path / "x.npz"), check=False), "only stage is 'distilled'")
+    refused(genneg("export-model", "--run-dir", str(run), "--stage", "distilled", "--out", str(student),
+                   check=False), "already exists", "--force")
+    refused(genneg("export-model", "--run-dir", str(train), "--stage", "distilled", "--out",
+                   str(tmp_path / "nope"), check=False), "has not finished its 'distilled' stage")
