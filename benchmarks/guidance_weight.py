@@ -1,0 +1,93 @@
+"""The guidance weight w of a finished run's last round: infraction, NLL bound and the domain's measures at each w.
+
+    OMP_NUM_THREADS=1 python benchmarks/guidance_weight.py --run-dir runs/motion-genneg --weights 1 2 4 8
+
+Gen-neG's theory sets w = 1: the base guided by classifiers that are the posterior P(valid | x_σ) under the model's
+own prior is the base restricted to the valid set. A classifier that is informative but weak (it learned part of
+what decides validity) moves the samples less than that; w > 1 multiplies its gradient, and with it both its signal
+and its errors, so a larger w is a trade that the NLL bound and the domain's realism measures must show
+(docs/method.md). Each w is evaluated the way ``genneg run`` evaluates its stages, on the run's ``("eval",)`` stream
+(the same conditions, sampler noise and held-out points as the run's base row), so every row is paired with the
+base, and the NLL difference is per point.
+
+Writes ``benchmarks/results/guidance_weight_<run folder name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from common import table, write
+from genneg.evaluate import EvalData, evaluate_denoiser, nll_points
+from genneg.genneg import stack
+from genneg.likelihood import mean_and_stderr
+from genneg.rng import stream_seed
+from genneg.run import load_seed
+
+
+def evaluate(model, domain, cfg, data: EvalData, oracle) -> tuple[dict, torch.Tensor]:
+    seed = stream_seed(cfg.seed, "eval")
+    metrics, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=seed, with_nll=False)
+    nll = nll_points(model, cfg, data, seed).double()
+    return metrics, nll
+
+
+def row(name: str, metrics: dict, nll: torch.Tensor, base_nll: torch.Tensor | None) -> list:
+    inf = metrics["infraction"]
+    reasons = " / ".join(f"{100 * r['rate']:.1f}" for r in inf["reasons"].values())
+    mean, se = mean_and_stderr(nll)
+    diff = "" if base_nll is None else "{:+.3f} ± {:.3f}".format(*mean_and_stderr(nll - base_nll))
+    t = inf["total"]
+    return [name, f"{100 * t['rate']:.1f} [{100 * t['lo']:.1f}, {100 * t['hi']:.1f}]", reasons,
+            f"{mean:.2f} ± {se:.2f}", diff, f"{metrics['seconds_per_1000']:.0f}"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True, help="a finished `genneg run` folder (one with classifier1)")
+    ap.add_argument("--seed", type=int, default=None, help="its seed folder (default: the run's first)")
+    ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 4.0])
+    ap.add_argument("--num-samples", type=int, default=None, help="evaluation samples (default: the run's)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/guidance_weight_<run>.json)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.run_dir)
+    seeds = sorted(p for p in run_dir.glob("seed*") if p.is_dir())
+    if not seeds:
+        raise SystemExit(f"error: {run_dir} holds no seed<S>/ folder; is it a `genneg run` folder?")
+    seed_dir = run_dir / f"seed{args.seed}" if args.seed is not None else seeds[0]
+    cfg, domain, base, classifiers, _ = load_seed(seed_dir)
+    if not classifiers:
+        raise SystemExit(f"error: {seed_dir} has no classifier yet (classifier1.safetensors); nothing to weigh")
+    if args.num_samples:
+        from dataclasses import replace
+
+        cfg = replace(cfg, eval=replace(cfg.eval, num_samples=args.num_samples))
+    if any(w <= 0 for w in args.weights):
+        raise SystemExit(f"error: weights must be > 0, got {args.weights}")
+    oracle, data = domain.oracle(), EvalData(domain, cfg)
+    base_metrics, base_nll = evaluate(base, domain, cfg, data, oracle)
+    base_metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(base_nll)))
+    rows, records = [row("base", base_metrics, base_nll, None)], {"base": base_metrics}
+    for w in args.weights:
+        metrics, nll = evaluate(stack(base, classifiers, cfg, weight=w), domain, cfg, data, oracle)
+        metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(nll)))
+        metrics["nll"]["diff_base"] = dict(zip(("mean", "se"), mean_and_stderr(nll - base_nll)))
+        rows.append(row(f"w = {w:g}", metrics, nll, base_nll))
+        records[f"w={w:g}"] = metrics
+        print(rows[-1], flush=True)
+    names = " / ".join(base_metrics["infraction"]["reasons"])
+    table(f"{run_dir.name}: base + {len(classifiers)} classifier(s) at guidance weight w ({cfg.eval.num_samples} "
+          f"samples, test conditions)", ["model", "invalid %", f"{names} %", "NLL", "Δ NLL (paired)", "s / 1000"],
+          rows)
+    write(f"guidance_weight_{run_dir.name}", {"run_dir": str(run_dir), "seed_dir": str(seed_dir),
+                                              "classifiers": len(classifiers), "num_samples": cfg.eval.num_samples,
+                                              "results": records}, args.out)
+
+
+if __name__ == "__main__":
+    main()
