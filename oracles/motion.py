@@ -24,7 +24,8 @@ Continuous metrics (reported for generated and real data):
 Oracles (reasons ``penetration``, ``skating``, ``float``; registered as ``motion:penetration``, ``motion:skating``,
 ``motion:float`` and ``motion:physical`` for all three):
 
-- penetration: some frame's lowest vertex is deeper than ``penetration_mm`` below the floor;
+- penetration: some frame's lowest vertex is deeper than ``penetration_mm`` below the floor; its verdicts carry the
+  per-frame flags (``OracleResult.elements``, :func:`penetrating_frames`) that a per-frame classifier learns from;
 - skating: the GMD skating ratio exceeds ``skating_ratio``;
 - float: the lowest vertex stays higher than ``float_mm`` above the floor for longer than ``max_flight_s``
   (real jumps and flips are airborne for less).
@@ -42,10 +43,11 @@ from typing import Mapping
 
 import numpy as np
 
-from genneg.oracle import AllOf, FunctionOracle, register_oracle
+from genneg.oracle import AllOf, FunctionOracle, OracleResult, register_oracle
 
 __all__ = [
     "MotionThresholds",
+    "penetrating_frames",
     "DEFAULT_THRESHOLDS",
     "physdiff_metrics",
     "physdiff_lowest_metrics",
@@ -373,10 +375,24 @@ def _unpack(samples, cond) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, f
     return lowest, toes, _field(samples, cond, "defined", "mask"), fps
 
 
+def penetrating_frames(lowest, defined=None, penetration_mm: float = DEFAULT_THRESHOLDS.penetration_mm) -> np.ndarray:
+    """bool [B, T]: the defined frames whose lowest vertex is deeper than ``penetration_mm`` below the floor. A motion
+    commits ``penetration`` exactly when one of its frames does (its deepest frame decides)."""
+    low = lowest_heights(lowest, defined)
+    return np.nan_to_num(-1000.0 * low, nan=-np.inf) > penetration_mm
+
+
 def _single(reason: str, thresholds: MotionThresholds | None):
     def valid(samples, cond=None):
         lowest, toes, defined, fps = _unpack(samples, cond)
-        return ~motion_infractions(lowest, toes, fps, defined, thresholds)[reason]
+        bad = motion_infractions(lowest, toes, fps, defined, thresholds)[reason]
+        if reason != "penetration":
+            return ~bad
+        # per-frame flags (the elements of a motion) for a per-frame penetration classifier
+        t = thresholds or DEFAULT_THRESHOLDS
+        frames = penetrating_frames(lowest, defined, t.penetration_mm)
+        exists = np.ones(frames.shape, bool) if defined is None else np.asarray(defined, bool)
+        return OracleResult(~bad, {reason: bad}, elements={reason: frames}, element_defined=exists)
 
     return valid
 

@@ -346,6 +346,13 @@ class MotionDomain:
     def make_classifier_net(self, cfg: dict) -> MotionTransformer:
         return self._net({**cfg, "label_dropout": 0.0}, classifier=True)
 
+    def make_element_classifier_net(self, cfg: dict, reason: str) -> MotionTransformer:
+        """A per-frame classifier (logits ``[B, T]``) for ``reason``: only ``penetration`` is decided frame by
+        frame (the oracle's per-frame flags); skating and floating are properties of a whole window."""
+        if reason != "penetration":
+            raise ValueError(f"only the penetration reason has per-frame labels, not {reason!r}")
+        return self._net({**cfg, "label_dropout": 0.0, "head": "elements"}, classifier=True)
+
     def export_arrays(self, samples: dict, cond, result) -> dict[str, np.ndarray]:
         """One batch of decoded samples and verdicts in the export layout (``export.export_arrays``), for writers
         that stream large draws batch by batch."""

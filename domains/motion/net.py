@@ -12,6 +12,9 @@ The classifier is the same trunk with one of two heads (``head``):
 - ``"frames"``: a logit f_t per frame and log C = Σ_t log σ(f_t) over the defined frames, returned as the logit of
   C. This is an approximation: it treats the frames' validity as independent given the trunk's features (a window
   is valid when every frame is), which matches oracles that fail a window on its worst frame.
+- ``"elements"``: the same per-frame logits ``[B, T]`` (+inf on padded frames) for a per-element classifier
+  (``genneg.classifier.NoisyClassifier(elementwise=True)``) trained on the oracle's per-frame flags: the
+  ``penetration`` reason, which a window commits exactly when one of its frames does.
 """
 
 from __future__ import annotations
@@ -85,8 +88,8 @@ class MotionTransformer(nn.Module):
             raise ValueError(f"width {width} must be even and divisible by heads {heads}")
         if kernel < 0 or (kernel and kernel % 2 == 0):
             raise ValueError(f"kernel must be 0 or an odd number of frames, got {kernel}")
-        if head not in ("pooled", "frames"):
-            raise ValueError(f"head must be 'pooled' or 'frames', got {head!r}")
+        if head not in ("pooled", "frames", "elements"):
+            raise ValueError(f"head must be 'pooled', 'frames' or 'elements', got {head!r}")
         if not 0 <= label_dropout < 1:
             raise ValueError(f"label_dropout must be in [0, 1), got {label_dropout}")
         self.features, self.frames, self.num_labels = features, frames, num_labels
@@ -101,7 +104,7 @@ class MotionTransformer(nn.Module):
         self.out = nn.Linear(2 * width if pooled else width, 1 if classifier else features)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        if classifier and head == "frames":  # start near C = 1/2 for a full window: σ(b)^frames = 1/2
+        if classifier and head != "pooled":  # start near C = 1/2 for a full window: σ(b)^frames = 1/2
             nn.init.constant_(self.out.bias, -math.log(2 ** (1 / frames) - 1))
 
     def _labels(self, cond, b: int, device) -> Tensor:
@@ -139,6 +142,8 @@ class MotionTransformer(nn.Module):
         h = self.norm(h)
         if not self.classifier:
             return self.out(h[:, 2:]) * w
+        if self.head == "elements":  # per-frame logits, +inf (always valid) on padded frames
+            return self.out(h[:, 2:])[..., 0].masked_fill(~defined, math.inf)
         if self.head == "frames":
             log_c = (nn.functional.logsigmoid(self.out(h[:, 2:])) * w).sum((1, 2)).clamp_max(-1e-6)  # [B]
             return log_c - torch.log(-torch.expm1(log_c))  # logit of C

@@ -119,3 +119,29 @@ def test_run_guides_one_reason_with_oracle_penetration(domain, tmp_path):
         assert list(row["reasons"]) == ["penetration"]
         assert "physdiff_penetrate_mm" in row["domain"] and "nearest_train_m" in row["domain"]
     assert "physdiff_penetrate_mm" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_per_reason_round_learns_penetration_frame_by_frame(domain):
+    """With ``classifier_per_reason`` the penetration member is a per-frame classifier on the oracle's per-frame
+    flags (a window commits it exactly when one of its frames does); skating and float stay window classifiers."""
+    from genneg.genneg import run_round
+
+    teacher, depth = sinking_teacher(domain)
+    oracle = domain.oracle()
+    r = run_round(teacher, domain, tiny_cfg(domain, classifier_per_reason=True), oracle, 1)
+    reasons = r.report["reasons"]
+    assert reasons["penetration"]["elementwise"] is True
+    assert all(not rep.get("elementwise") for k, rep in reasons.items() if k != "penetration")
+    member = r.classifier.members["penetration"]
+    _, cond = domain.dataset("test")
+    cond = {k: v[:3] for k, v in cond.items()}
+    x = torch.zeros(3, *domain.sample_shape(cond, 3)[1:])
+    logits = member.element_logits(x, torch.full((3,), 0.1), cond)
+    assert logits.shape == cond["defined"].shape
+    assert torch.isinf(logits[~cond["defined"]]).all() and torch.isfinite(logits[cond["defined"]]).all()
+    # the oracle's frames explain its window verdicts
+    x0, c = domain.dataset("train:masks")
+    res = oracle(domain.decode(x0[:64], {k: v[:64] for k, v in c.items()}), {k: v[:64] for k, v in c.items()})
+    assert np.array_equal(res.elements["penetration"].any(1), res.reasons["penetration"])
+    with pytest.raises(ValueError, match="only the penetration reason"):
+        domain.make_element_classifier_net(dict(domain.presets()["tiny"].classifier_net), "skating")

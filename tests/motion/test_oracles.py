@@ -192,3 +192,18 @@ def test_oracle_throughput(real):
         oracle({"lowest_height": v, "toes": toes, "defined": d})
     frames_per_s = 3 * v.shape[0] * v.shape[1] / (time.perf_counter() - start)
     assert frames_per_s >= 5000, frames_per_s
+
+
+def test_penetrating_frames_are_the_frames_that_decide_penetration():
+    from oracles.motion import MotionThresholds, motion_infractions, motion_oracle, penetrating_frames
+
+    lowest = np.array([[0.0, -0.010, -0.031, 0.02], [0.0, -0.029, 0.0, -0.5], [0.01, 0.02, 0.0, 0.0]])
+    defined = np.array([[True, True, True, True], [True, True, True, False], [True, True, True, True]])
+    frames = penetrating_frames(lowest, defined, 30.0)
+    assert frames.tolist() == [[False, False, True, False], [False, False, False, False], [False] * 4]
+    toes = np.zeros((3, 4, 2, 3))
+    t = MotionThresholds(penetration_mm=30.0, skating_ratio=0.08, float_mm=200.0, max_flight_s=0.4)
+    assert np.array_equal(frames.any(1), motion_infractions(lowest, toes, 20.0, defined, t)["penetration"])
+    r = motion_oracle(t)({"lowest_height": lowest, "toes": toes, "defined": defined})
+    assert np.array_equal(r.elements["penetration"], frames) and np.array_equal(r.element_defined, defined)
+    assert list(r.elements) == ["penetration"]  # skating and float are decided by the whole window
