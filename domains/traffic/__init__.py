@@ -61,6 +61,9 @@ class TrafficDomain:
         scene: overrides of ``SceneConfig`` (e.g. ``{"max_vehicles": 8}``), which change the data's cache key.
         max_vehicles: keep only the K vehicle slots nearest each scene's ego, ego included (stored scenes are sorted
             by distance, so this is the K-nearest scene, still valid); None keeps the stored N. Same cache as N.
+        splits: the splits this domain generates, loads and serves (default all). ``("test",)`` simulates and loads
+            the held-out networks only (what ``genneg demo`` needs); asking it for another split raises. The data
+            are those of the full data set, in the same cache folder.
     """
 
     name = "traffic"
@@ -68,8 +71,10 @@ class TrafficDomain:
 
     def __init__(self, preset: str = "demo", data_dir: str | os.PathLike | None = None, seed: int = 0,
                  workers: int = 2, map_lines: int = 96, map_points: int = 5, segment_length: float = 20.0,
-                 map_margin: float = 5.0, scene: dict | None = None, max_vehicles: int | None = None):
+                 map_margin: float = 5.0, scene: dict | None = None, max_vehicles: int | None = None,
+                 splits=SPLITS):
         from .data import SceneConfig, sumo_preset
+        from .data.store import check_splits
 
         self.data_cfg = sumo_preset(preset, seed=seed, workers=workers, scene=SceneConfig(**(scene or {})))
         if map_lines < 1 or map_points < 2 or not segment_length > 0 or map_margin < 0:
@@ -85,6 +90,7 @@ class TrafficDomain:
                              f"data's slots), got {max_vehicles}")
         self.max_vehicles = stored if max_vehicles is None else max_vehicles
         self.tolerance = self.data_cfg.scene.offroad_tolerance
+        self.splits = check_splits(splits)
         self._reference_features: dict = {}
 
     # ---------------------------------------------------------------------------------------------- data
@@ -92,11 +98,12 @@ class TrafficDomain:
         return traffic_presets()
 
     def prepare_data(self, *, workers: int | None = None, progress: Callable[[str], None] | None = None,
-                     executor=None) -> Path:
+                     executor=None, splits=None) -> Path:
         """Generates (or finds in the cache) the SUMO scenes of this domain's data config; returns their folder.
 
         ``executor`` (e.g. a Dask client's) runs the SUMO jobs instead of a local pool of ``workers`` processes
-        (``generate_scenes`` says what its workers need)."""
+        (``generate_scenes`` says what its workers need). ``splits`` generates those splits only (default: the
+        domain's ``splits``)."""
         from dataclasses import replace
 
         from .data import generate_scenes
@@ -104,13 +111,27 @@ class TrafficDomain:
         cfg = self.data_cfg if workers is None else replace(self.data_cfg, workers=workers)
         report = None if progress is None else lambda net, st: progress(
             f"{net}: {st['scenes_kept']}/{st['scenes_tried']} scenes kept")
-        return generate_scenes(self.data_dir, cfg, report, executor)
+        return generate_scenes(self.data_dir, cfg, report, executor, self.splits if splits is None else splits)
 
     def data_ready(self) -> bool:
-        """Whether this data config's scenes are generated already (nothing is generated to find out)."""
+        """Whether this data config's scenes of the domain's splits are generated already (nothing is generated to
+        find out)."""
         from .data.store import is_generated
 
-        return is_generated(self.data_dir, self.data_cfg)
+        return is_generated(self.data_dir, self.data_cfg, self.splits)
+
+    def check_split(self, split: str) -> str:
+        """``split``, after checking that this domain serves it.
+
+        Raises:
+            ValueError: an unknown split, or one this domain was not opened for (``splits``).
+        """
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+        if split not in self.splits:
+            raise ValueError(f"this traffic domain was opened for the split(s) {list(self.splits)} only, not "
+                             f"{split!r}; open it with splits including {split!r} (the default: every split)")
+        return split
 
     @property
     def reach(self) -> float:
@@ -119,16 +140,17 @@ class TrafficDomain:
 
     @cached_property
     def table(self) -> SceneTable:
-        """Every split's scenes (generated on first use) with their map crops (cached beside the data)."""
+        """The scenes of the domain's splits (generated on first use) with their map crops (cached beside the
+        data)."""
         from .tables import build_table
 
         scene = self.data_cfg.scene
-        return build_table(self.prepare_data(), SPLITS, self.max_vehicles, self.map_lines, self.map_points,
+        return build_table(self.prepare_data(), self.splits, self.max_vehicles, self.map_lines, self.map_points,
                            self.segment_length, self.reach, scene.radius + scene.area_margin)
 
     def dataset(self, split: str) -> tuple[Tensor, dict]:
         """Normalised scenes ``x0 [S, N - 1, 6]`` (the vehicles other than the ego) and their conditions."""
-        ids = self.table.ids(split)
+        ids = self.table.ids(self.check_split(split))
         return encode_boxes(self.table.boxes[ids, 1:], self.table.defined[ids, 1:]), self.cond_of(ids)
 
     def cond_of(self, ids) -> dict[str, Tensor]:
@@ -140,7 +162,7 @@ class TrafficDomain:
 
         if n < 1:
             raise ValueError(f"need n >= 1 conditions, got {n}")
-        ids = self.table.ids(split)
+        ids = self.table.ids(self.check_split(split))
         return self.cond_of(numpy_rng(seed, "traffic", "conditions", split).choice(ids, size=n))
 
     def coverage(self, split: str, limit: float = 2.0, max_scenes: int | None = 5000,
@@ -149,7 +171,7 @@ class TrafficDomain:
         segment their scene sees, optionally on the named ``networks`` only (``tables.coverage``)."""
         from .tables import coverage
 
-        return coverage(self.table, split, limit, max_scenes, networks)
+        return coverage(self.table, self.check_split(split), limit, max_scenes, networks)
 
     def data_report(self, max_scenes: int = 5000) -> dict:
         """Scene counts per split and network kind, generation throughput, and map coverage (``coverage``)."""
@@ -219,7 +241,7 @@ class TrafficDomain:
         with. Computed once per setting."""
         from .metrics import scene_features
 
-        key = (split, None if networks is None else tuple(sorted(networks)), max_scenes)
+        key = (self.check_split(split), None if networks is None else tuple(sorted(networks)), max_scenes)
         if key not in self._reference_features:
             ids = self.table.ids(split)
             if networks is not None:

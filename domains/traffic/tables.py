@@ -16,6 +16,7 @@ import numpy as np
 
 from genneg.checkpoint import read_npz
 
+from .data.config import SPLITS
 from .features import LazyAreas, SceneTable
 from .map import LaneSegments, select_segments
 
@@ -43,25 +44,31 @@ def _select_all(road_maps, segs, offsets, network, origin, reach, lines) -> tupl
 
 def build_table(folder: str | os.PathLike, splits, max_vehicles: int, lines: int, points: int,
                 segment_length: float, reach: float, area_half: float) -> SceneTable:
-    """Loads every split's scenes from ``folder`` (``data.generate_scenes``) and crops their maps.
+    """Loads the scenes of ``splits`` from ``folder`` (``data.generate_scenes``) and crops their maps.
 
     Args:
+        splits: the splits to load, in order (e.g. ``("train", "val", "test")``, or ``("test",)`` from a data set
+            generated for that split only); scene ids run over them in this order.
         max_vehicles: vehicle slots kept per scene (the nearest, ego first).
         lines, points, segment_length, reach: the map crop (see ``map.select_segments``).
         area_half: half-side of the square drivable-area crop around each ego.
     """
     from .data import load_road_maps, load_scenes, read_manifest
 
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    road_maps = load_road_maps(folder)
+    folder, splits = Path(folder), tuple(splits)
+    manifest = read_manifest(folder, splits)
+    road_maps = load_road_maps(folder, splits)
     parts = [load_scenes(folder, s) for s in splits]
     sizes = np.cumsum([0] + [len(p["boxes"]) for p in parts])
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    index = {m.name: i for i, m in enumerate(road_maps)}  # each scene's network among the maps loaded here
+    cat["network"] = np.array([index[n] for n in cat["network_name"]], np.int64)
     segs = [m.segments(segment_length, points) for m in road_maps]
     offsets = np.cumsum([0] + [len(s) for s in segs])
     settings = {"digest": manifest["digest"], "lines": lines, "points": points, "segment_length": segment_length,
                 "reach": reach, "scenes": int(sizes[-1])}
+    if splits != SPLITS:  # a crop of some splits only (the key of the full crop is unchanged)
+        settings["splits"] = list(splits)
     path = _crop_path(folder, settings)
     if path.is_file():
         idx = read_npz(path, "map crop", ("segment_idx",))["segment_idx"]

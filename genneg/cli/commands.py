@@ -115,12 +115,20 @@ def cmd_data(args):
     if not hasattr(domain, "prepare_data"):
         raise SystemExit(f"error: domain {cfg.domain!r} generates its data on the fly; nothing to prepare")
     progress = None if args.quiet else print
+    only = {}
+    if args.split:  # some splits only: the domain must know how
+        import inspect
+
+        if "splits" not in inspect.signature(domain.prepare_data).parameters:
+            raise SystemExit(f"error: domain {cfg.domain!r} prepares all its splits at once; --split is not "
+                             "supported for it")
+        only = {"splits": tuple(args.split)}
     if args.dask_scheduler:  # the domain's jobs go to the cluster
         with executor(dask_scheduler=args.dask_scheduler) as ex:
-            path = domain.prepare_data(workers=args.workers, progress=progress, executor=ex)
+            path = domain.prepare_data(workers=args.workers, progress=progress, executor=ex, **only)
     else:  # the domain's own pool of --workers processes
-        path = domain.prepare_data(workers=args.workers, progress=progress)
-    print(f"data ready: {path}")
+        path = domain.prepare_data(workers=args.workers, progress=progress, **only)
+    print(f"data ready: {path}" + (f" (split {', '.join(only['splits'])})" if only else ""))
 
 
 def cmd_presets(args):

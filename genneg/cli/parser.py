@@ -156,6 +156,9 @@ def add_data(sub):
     da.add_argument("--workers", type=int, default=2, help="worker processes (default: %(default)s)")
     da.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
                     help="generate on this Dask cluster instead of local processes (pip install 'genneg[dask]')")
+    da.add_argument("--split", action="append", default=None, metavar="NAME",
+                    help="generate only this split (repeatable, e.g. --split test: the held-out networks alone; a "
+                         "later run without it reuses them). Domains whose prepare_data takes splits (traffic)")
     da.set_defaults(func=cmd_data)
 
 
