@@ -127,3 +127,51 @@ def test_export_verdicts_are_reproduced_by_shapely_alone(tiny_domain, tmp_path):
         assert scene["vehicles"][0]["x"] == scene["vehicles"][0]["y"] == 0.0  # the ego first, at the origin
     with pytest.raises(ValueError, match=r"\.json"):
         tiny_domain.export(samples, cond, result, tmp_path / "scenes.npz")
+
+
+def test_handoff_summary_counts_scenes_vehicles_and_failures():
+    from domains.traffic.handoff import handoff_summary
+    from genneg.stats import wilson_interval
+
+    outs = [{"placed": ["v0", "v1"], "colliding_vehicles": ["v0", "v1"], "teleports": [],
+             "placement_error": {"v0": 0.1, "v1": 0.3}},
+            {"error": "TraCIException: no network"},
+            {"placed": ["v0"], "colliding_vehicles": [], "teleports": ["v0"], "placement_error": {}}]
+    s = handoff_summary(outs, [3, 2, 1], seconds=2.0)
+    assert (s["scenes"], s["vehicles"], s["seconds"]) == (2, 4, 2.0)  # the failed scene is in no count
+    assert s["failed"] == [{"scene": 1, "error": "TraCIException: no network"}]
+    counts = {k: (r["count"], r["n"]) for k, r in s["rates"].items()}
+    assert counts == {"placed": (3, 4), "scenes_with_collision": (1, 2), "vehicles_in_collision": (2, 3),
+                      "teleported": (1, 3)}
+    assert s["rates"]["placed"]["rate"] == 0.75
+    assert (s["rates"]["teleported"]["lo"], s["rates"]["teleported"]["hi"]) == wilson_interval(1, 3)
+    assert s["placement_error_m"] == {"mean": pytest.approx(0.2), "max": 0.3, "n": 2}
+    with pytest.raises(ValueError, match="3 hand-off outputs for 2 scenes"):
+        handoff_summary(outs, [3, 2], seconds=2.0)
+
+
+def test_handoff_scenes_sums_up_a_valid_and_a_crashing_scene(tiny_domain):
+    pytest.importorskip("libsumo")
+    from domains.traffic.handoff import handoff_scenes, world_scenes
+
+    x0, cond = _scene_with(tiny_domain, 2)
+    samples = tiny_domain.decode(x0, cond)
+    ((net, world),) = world_scenes(samples, tiny_domain.table)
+    record = scenes_to_dict(samples, tiny_domain.table)["scenes"][0]  # the export's world frame, the same boxes
+    assert net == record["network_file"] and len(world) == len(record["vehicles"])
+    np.testing.assert_allclose(world, [[v["world"][f] for f in ("x", "y", "yaw", "length", "width")]
+                                       for v in record["vehicles"]])
+    crash = world.copy()
+    crash[1] = crash[0]
+    out = handoff_scenes([(net, world), (net, crash)], seconds=1.0)
+    m = len(world)
+    assert (out["scenes"], out["vehicles"], out["failed"]) == (2, 2 * m, [])
+    assert out["rates"]["placed"]["count"] == 2 * m  # every vehicle of both scenes placed
+    assert (out["rates"]["scenes_with_collision"]["count"], out["rates"]["scenes_with_collision"]["n"]) == (1, 2)
+    assert out["rates"]["vehicles_in_collision"]["count"] >= 2
+    assert {"v0", "v1"} <= set(out["scenes_out"][1]["colliding_vehicles"]) and not out["scenes_out"][0]["collisions"]
+    assert 0 < out["placement_error_m"]["n"] <= 2 * m and out["placement_error_m"]["mean"] < 2.0
+    with pytest.raises(FileNotFoundError, match="scene 1: SUMO network not found: missing.net.xml"):
+        handoff_scenes([(net, world), ("missing.net.xml", world)])
+    with pytest.raises(ValueError, match=r"scene 0: world boxes must be a finite \[M >= 1, 5\] array"):
+        handoff_scenes([(net, world[:, :4])])
