@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from .classifier import NoisyClassifier, logit_of_log_prob
 from .oracle import OracleResult
 
-__all__ = ["ReasonClassifiers", "reason_labels", "member_file", "skip_reason"]
+__all__ = ["ReasonClassifiers", "member_slot", "reason_labels", "member_file", "skip_reason"]
 
 
 class ReasonClassifiers(nn.Module):
@@ -36,11 +36,18 @@ class ReasonClassifiers(nn.Module):
         super().__init__()
         if not members:
             raise ValueError("ReasonClassifiers needs at least one member classifier")
-        self.members = nn.ModuleDict(members)
+        self._reasons = tuple(members)
+        self.members = nn.ModuleDict({member_slot(r): c for r, c in members.items()})
 
     @property
     def reasons(self) -> tuple[str, ...]:
-        return tuple(self.members)
+        return self._reasons
+
+    def member(self, reason: str) -> NoisyClassifier:
+        """The classifier of ``reason``."""
+        if reason not in self._reasons:
+            raise KeyError(f"no classifier for reason {reason!r}; this round has {list(self._reasons)}")
+        return self.members[member_slot(reason)]
 
     @property
     def sigma_max_guidance(self) -> Tensor:
@@ -59,6 +66,15 @@ class ReasonClassifiers(nn.Module):
 
     def forward(self, x, sigma, cond=None):
         return self.logit(x, sigma, cond)
+
+
+def member_slot(reason: str) -> str:
+    """The key of a reason's member in ``ReasonClassifiers.members`` (and its weights' names): the reason itself,
+    unless it cannot be a module name (it contains a dot, or names an ``nn.Module`` attribute: a reason called
+    ``float`` would shadow ``Module.float``), then ``reason_<name>`` with dots as underscores."""
+    if "." in reason or hasattr(nn.Module, reason) or reason.startswith("reason_"):
+        return "reason_" + reason.replace(".", "_")
+    return reason
 
 
 def reason_labels(result: OracleResult, reason: str, elementwise: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:

@@ -13,7 +13,7 @@ from genneg.config import GenNegConfig, SamplerConfig
 from genneg.genneg import RunContext, load_classifier, run_round, stack
 from genneg.labelling import label
 from genneg.oracle import FunctionOracle, OracleOutputError, OracleResult
-from genneg.reasons import ReasonClassifiers
+from genneg.reasons import ReasonClassifiers, member_slot
 from genneg.sampling import sample
 from genneg.testing import GaussianMixtureDomain
 from genneg.training import TrainConfig
@@ -180,7 +180,7 @@ def test_per_reason_round_fits_saves_and_guides(tmp_path, split):
     assert isinstance(r.classifier, ReasonClassifiers) and set(r.classifier.reasons) == {"far", "left"}
     assert r.report["per_reason"] and r.report["reasons"]["far"]["elementwise"]
     assert not r.report["reasons"]["left"]["elementwise"] and "bins" in r.report
-    assert r.classifier.members["far"].elementwise
+    assert r.classifier.member("far").elementwise
     assert (tmp_path / "labelled_round1_val.safetensors").exists() == (split == "val")
     again = load_classifier(d, cfg, tmp_path / "classifier1.safetensors")
     x, s = torch.randn(5, 3, 2), torch.full((5,), 0.3)
@@ -200,3 +200,20 @@ def test_config_choices_are_checked():
     with pytest.raises(ValueError, match="calibration_split"):
         GenNegConfig(calibration_split="test")
     assert GenNegConfig().calibration_split == "train" and not GenNegConfig().classifier_per_reason
+
+
+def test_reason_names_that_are_no_module_names_keep_their_members_apart():
+    """A reason called "float" (motion) or "a.b" cannot be an nn.ModuleDict key: it gets a slot of its own, the
+    others keep their name (so saved rounds of "collision" and "offroad" still load)."""
+    names = ["collision", "float", "train", "a.b"]
+    members = {n: NoisyClassifier(ElementNet(), sigma_data=0.5, elementwise=True) for n in names}
+    rc = ReasonClassifiers(members)
+    assert rc.reasons == tuple(names)
+    assert [member_slot(n) for n in names] == ["collision", "reason_float", "reason_train", "reason_a_b"]
+    assert all(rc.member(n) is members[n] for n in names)
+    assert any(k.startswith("members.collision.") for k in rc.state_dict())
+    again = ReasonClassifiers({n: NoisyClassifier(ElementNet(4), sigma_data=0.5, elementwise=True) for n in names})
+    with pytest.raises(RuntimeError):  # another shape: the slots line up name by name
+        again.load_state_dict(rc.state_dict())
+    with pytest.raises(KeyError, match="no classifier for reason 'skating'"):
+        rc.member("skating")

@@ -37,10 +37,10 @@ def domain(cache_dir, body):
     return make_domain(cache_dir=str(cache_dir))
 
 
-def sinking_teacher(domain):
+def sinking_teacher(domain, lifted: int = 0):
     """A denoiser that returns, for clip c, its longest real train window (the last frame repeated to fill 40) sunk
     by depth_c (0 to 420 mm over the clips): the Heun sampler's last step lands exactly on it, so every sample's
-    penetration depth is known."""
+    penetration depth is known. The last ``lifted`` clips are raised by 500 mm instead (they float)."""
     x0, cond = domain.dataset("train:masks")
     length = cond["defined"].sum(1).numpy()
     longest = [int(np.flatnonzero(cond["label"].numpy() == c)[np.argmax(length[cond["label"].numpy() == c])])
@@ -49,6 +49,7 @@ def sinking_teacher(domain):
     for i, w in enumerate(longest):
         features[i, length[w]:] = features[i, length[w] - 1]
     depth = np.linspace(0.0, 0.42, len(longest))
+    depth[len(depth) - lifted:] = -0.5
     features[..., 1] -= depth[:, None]
     table = domain.normalise(features, np.ones(features.shape[:2], bool))
 
@@ -126,13 +127,14 @@ def test_per_reason_round_learns_penetration_frame_by_frame(domain):
     flags (a window commits it exactly when one of its frames does); skating and float stay window classifiers."""
     from genneg.genneg import run_round
 
-    teacher, depth = sinking_teacher(domain)
+    teacher, depth = sinking_teacher(domain, lifted=3)
     oracle = domain.oracle()
     r = run_round(teacher, domain, tiny_cfg(domain, classifier_per_reason=True), oracle, 1)
     reasons = r.report["reasons"]
     assert reasons["penetration"]["elementwise"] is True
     assert all(not rep.get("elementwise") for k, rep in reasons.items() if k != "penetration")
-    member = r.classifier.members["penetration"]
+    member = r.classifier.member("penetration")
+    assert r.classifier.reasons == ("penetration", "skating", "float")  # "float" is no name clash with Module.float
     _, cond = domain.dataset("test")
     cond = {k: v[:3] for k, v in cond.items()}
     x = torch.zeros(3, *domain.sample_shape(cond, 3)[1:])
