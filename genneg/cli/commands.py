@@ -131,6 +131,21 @@ def cmd_data(args):
     print(f"data ready: {path}" + (f" (split {', '.join(only['splits'])})" if only else ""))
 
 
+def cmd_demo(args):
+    import importlib
+
+    set_threads(args.threads)
+    demo = importlib.import_module(f"domains.{args.domain}.demo")
+    models = args.model or list(demo.DEFAULT_MODELS)
+    optional = args.optional_model if args.optional_model is not None else (
+        list(demo.OPTIONAL_MODELS) if args.model is None else [])
+    report = demo.run_demo(models, args.out, optional=optional, num_samples=args.n, handoff=args.handoff,
+                           columns=args.columns, seconds=args.seconds, seed=args.seed, workers=args.workers,
+                           device=args.device, progress=None if args.quiet else print)
+    say(report.read_text())
+    say(f"report: {report}  (demo.json and scenes.png beside it)")
+
+
 def cmd_presets(args):
     from genneg.domain import get_domain
 

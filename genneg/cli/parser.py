@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .commands import (cmd_data, cmd_domains, cmd_eval, cmd_export_model, cmd_new_domain, cmd_presets, cmd_run,
-                       cmd_sample, cmd_train)
+from .commands import (cmd_data, cmd_demo, cmd_domains, cmd_eval, cmd_export_model, cmd_new_domain, cmd_presets,
+                       cmd_run, cmd_sample, cmd_train)
 
 EXAMPLES = """
 examples:
@@ -162,6 +162,36 @@ def add_data(sub):
     da.set_defaults(func=cmd_data)
 
 
+def add_demo(sub):
+    d = sub.add_parser("demo", help="shipped models side by side on held-out data: oracle, measures, SUMO hand-off, "
+                       "figure grid, report", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  genneg demo traffic        # pretrained/traffic-cpu, and "
+                       "pretrained/traffic-cpu-genneg once shipped\n  genneg demo traffic --model pretrained/"
+                       "traffic-cpu --model my-model --out runs/compare")
+    d.add_argument("domain", choices=("traffic",), help="the domain whose models to show")
+    d.add_argument("--model", action="append", default=None, metavar="FOLDER",
+                   help="a model folder, a row of the report (repeatable; each must exist; default: "
+                        "pretrained/traffic-cpu)")
+    d.add_argument("--optional-model", action="append", default=None, metavar="FOLDER",
+                   help="a model folder used when it exists (repeatable; default, when no --model is given: "
+                        "pretrained/traffic-cpu-genneg)")
+    d.add_argument("--out", default="runs/demo-traffic", help="the report folder (default: %(default)s)")
+    d.add_argument("--num-samples", "--n", dest="n", type=int, default=256,
+                   help="scenes per model, on the same held-out conditions and noise (default: %(default)s)")
+    d.add_argument("--handoff", type=int, default=8, help="scenes per model handed to SUMO (default: %(default)s)")
+    d.add_argument("--columns", type=int, default=4, help="maps in the figure grid (default: %(default)s)")
+    d.add_argument("--seconds", type=float, default=10.0,
+                   help="simulated seconds of each SUMO hand-off (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0, help="the demo's conditions and noise (default: %(default)s)")
+    d.add_argument("--workers", type=int, default=2,
+                   help="processes for missing SUMO data and the hand-offs (default: %(default)s)")
+    d.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
+                   help="where the models sample (default: %(default)s)")
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    threads_option(d)
+    d.set_defaults(func=cmd_demo)
+
+
 def add_listings(sub):
     """``presets`` and ``domains``: what is installed."""
     pr = sub.add_parser("presets", help="list a domain's presets")
@@ -186,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genneg", description="Gen-neG: keep diffusion models away from invalid samples.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_export_model, add_sample, add_eval, add_run, add_data, add_listings, add_new_domain):
+    for add in (add_train, add_export_model, add_sample, add_eval, add_run, add_data, add_demo, add_listings,
+                add_new_domain):
         add(sub)  # in this order in --help
     return p
