@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
+TRAFFIC_DEMO_DIR ?= runs/demo-traffic
 
 .PHONY: install demo test bench clean-demo
 
@@ -20,8 +21,13 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# The toy Gen-neG loop live, then the shipped traffic models on held-out road networks (pretrained/traffic-cpu, and
+# pretrained/traffic-cpu-genneg once it is there): the test split's SUMO data are generated on first use, only them.
 demo: install
 	$(VENV)/bin/genneg run toy --preset demo --seeds 1 --run-dir $(DEMO_DIR) --resume
+	$(VENV)/bin/genneg demo traffic --out $(TRAFFIC_DEMO_DIR)
+	@echo "toy report:     $(DEMO_DIR)/report.md"
+	@echo "traffic report: $(TRAFFIC_DEMO_DIR)/report.md"
 
 test: install
 	$(PY) -m pytest -q
@@ -36,4 +42,4 @@ bench: install
 	$(BENCH_ENV) $(PY) benchmarks/data_throughput.py
 
 clean-demo:
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR) $(TRAFFIC_DEMO_DIR)
