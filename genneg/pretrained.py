@@ -9,7 +9,7 @@ A folder (``pretrained/<domain>-<preset>/`` in this repository) holds::
                         command that reproduces it and the full run config
     card.md             the same for people, with the learning curve
     curve.json, curve.png   the held-out learning curve of the training run (a base)
-    report.md, results.json the report of the ``genneg run`` that made it (a distilled model)
+    report.md, results.json, figures/   the report of the ``genneg run`` that made it (a distilled model)
 
 ``write_model_folder`` makes one from a finished ``genneg train`` run, ``write_stage_folder`` from the distilled
 stage of a finished ``genneg run``; the card's ``stage`` says which (absent: ``base``). ``load_pretrained`` refuses a folder whose
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 from dataclasses import replace
@@ -310,6 +311,8 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunCon
     for name in ("report.md", "results.json"):
         if (run_dir / name).is_file():
             shutil.copyfile(run_dir / name, tmp / name)
+    if (run_dir / "figures").is_dir():  # the report's figures
+        shutil.copytree(run_dir / "figures", tmp / "figures")
     write_json(tmp / CARD, card)
     (tmp / CARD_MD).write_text(card_markdown(card))
     if out.exists():
@@ -328,7 +331,8 @@ def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: di
     else:  # a run from before `genneg run` kept session records: what the export finds, said as such
         from .curve import code_commit, machine
 
-        machines = [f"{machine(cfg.device)} (recorded at export: the run kept no session record)"]
+        here = re.sub(r", \d+ torch threads", "", machine(cfg.device))  # the run's threads are not known
+        machines = [f"{here} (recorded at export: the run kept no session record)"]
         commits = [f"{code_commit()} (at export)"]
     ours, base = stages[stage]["metrics"], stages["base"]["metrics"]
     metrics = {"stage": stage, "split": "test", "num_samples": cfg.eval.num_samples, "num_nll": cfg.eval.num_nll,

@@ -84,8 +84,8 @@ def test_train_card_run_from_it_and_sample_every_stage(tmp_path):
     student = tmp_path / "pretrained" / "toy-tiny-genneg"
     genneg("export-model", "--run-dir", str(run), "--stage", "distilled", "--out", str(student))
     card = json.loads((student / "card.json").read_text())
-    assert sorted(p.name for p in student.iterdir()) == ["card.json", "card.md", "model.safetensors", "report.md",
-                                                         "results.json"]
+    assert sorted(p.name for p in student.iterdir()) == ["card.json", "card.md", "figures", "model.safetensors",
+                                                         "report.md", "results.json"]
     assert card["stage"] == "distilled" and card["from"]["base"] == str(model)
     assert card["from"]["base_sha256"] == json.loads((model / "card.json").read_text())["weights"]["sha256"]
     assert card["metrics"]["infraction"] == state["stages"]["distilled"]["metrics"]["infraction"]
