@@ -1,6 +1,6 @@
 # Two set-up commands work on a fresh machine: `make demo` and `make test`. Both create .venv if missing and
 # install torch==2.13.0 (a CPU wheel is cached on our machines) first, then the project with all its extras.
-# The install is skipped while .venv/.installed is newer than pyproject.toml, so a second run starts at once.
+# The install is skipped while .venv/.installed is newer than pyproject.toml and setup.py: a second run starts at once.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ TRAFFIC_DEMO_DIR ?= runs/demo-traffic
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[all]"
 	touch $(STAMP)

@@ -235,7 +235,7 @@ def toy_seed(run_dir: str | None = None):
 
 def traffic_data_dir() -> Path:
     """The tiny SUMO scene set under ``.cache/bench/traffic`` (generated the first time, about a minute)."""
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     TrafficDomain(preset="tiny", data_dir=BUILD / "traffic").prepare_data()
     return BUILD / "traffic"

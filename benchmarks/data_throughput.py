@@ -20,7 +20,7 @@ from common import BUILD, measured, setup, table, write
 
 
 def bench_sumo(workers: list[int]) -> tuple[list, dict]:
-    from domains.traffic.data import generate_scenes, sumo_preset
+    from genneg.domains.traffic.data import generate_scenes, sumo_preset
 
     rows, out = [], {}
     for w in workers:
@@ -39,7 +39,7 @@ def _warm(cache: str, seconds: float = 0.5) -> None:
     """A pool job that imports the pipeline and loads the body, so the timed build meets warm workers."""
     import time
 
-    from domains.motion.data.windows import _worker_body
+    from genneg.domains.motion.data.windows import _worker_body
 
     _worker_body("proxy", cache)
     time.sleep(seconds)  # holds this worker, so the other job warms the other one
@@ -49,8 +49,8 @@ def bench_mocap(workers: int, repeats: int) -> tuple[list, dict]:
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    from domains.motion.body import load_body
-    from domains.motion.data.windows import WindowConfig, build_windows
+    from genneg.domains.motion.body import load_body
+    from genneg.domains.motion.data.windows import WindowConfig, build_windows
 
     cache = BUILD / "motion"
     body, cfg = load_body("proxy", cache_dir=cache), WindowConfig()

@@ -38,8 +38,8 @@ from genneg.domain import get_domain  # noqa: E402
 from genneg.evaluate import infraction_summary  # noqa: E402
 from genneg.generate import generate  # noqa: E402
 
-from domains.motion.grounding import ground_samples  # noqa: E402
-from oracles.motion import DEFAULT_THRESHOLDS, motion_statistics  # noqa: E402
+from genneg.domains.motion.grounding import ground_samples  # noqa: E402
+from genneg.oracles.motion import DEFAULT_THRESHOLDS, motion_statistics  # noqa: E402
 
 SHOWN = ("physdiff_penetrate_mm", "physdiff_float_mm", "physdiff_skate_mm", "gmd_skating_ratio",
          "worst_depth_median_mm", "worst_depth_p90_mm", "diversity_per_clip_m", "nearest_train_m")

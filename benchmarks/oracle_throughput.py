@@ -41,7 +41,7 @@ def best_of(repeats: int, fn):
 
 def traffic_scenes(scenes: int, seed: int = 0):
     """Real SUMO scenes, repeated to ``scenes``, every vehicle moved by N(0, 1 m): (boxes, defined, areas)."""
-    from domains.traffic.data import load_road_maps, load_scenes, read_manifest
+    from genneg.domains.traffic.data import load_road_maps, load_scenes, read_manifest
 
     folder = next(traffic_data_dir().glob("sumo-tiny-*"))
     parts = [load_scenes(folder, s) for s in ("train", "val", "test")]
@@ -57,8 +57,8 @@ def traffic_scenes(scenes: int, seed: int = 0):
 
 
 def offroad_loop(boxes, defined, areas, tolerance: float) -> np.ndarray:
-    """Slow reference of ``oracles.traffic.offroad``: one Shapely distance per corner, in Python."""
-    from oracles.traffic import box_corners
+    """Slow reference of ``genneg.oracles.traffic.offroad``: one Shapely distance per corner, in Python."""
+    from genneg.oracles.traffic import box_corners
 
     corners = box_corners(boxes)
     flags = np.zeros(defined.shape, bool)
@@ -71,7 +71,7 @@ def bench_traffic(args) -> tuple[list, dict]:
     sys.path.insert(0, str(ROOT / "tests" / "traffic"))  # the Shapely references the oracle's tests use
     from overlap_references import pairwise_overlap_loop, pairwise_overlap_shapely
 
-    from oracles.traffic import offroad, pairwise_overlap_sat
+    from genneg.oracles.traffic import offroad, pairwise_overlap_sat
 
     boxes, defined, areas = traffic_scenes(args.scenes)
     small = slice(0, args.loop_scenes)
@@ -109,7 +109,7 @@ def bench_traffic(args) -> tuple[list, dict]:
 
 
 def bench_motion(args) -> tuple[list, dict]:
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
     from genneg.oracle import get_oracle
     from genneg.labelling import label
 

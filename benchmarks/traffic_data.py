@@ -18,7 +18,7 @@ from pathlib import Path
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu", help="SUMO data preset (domains.traffic.data.PRESETS)")
+    p.add_argument("--preset", default="cpu", help="SUMO data preset (genneg.domains.traffic.data.PRESETS)")
     p.add_argument("--workers", type=int, default=2, help="SUMO worker processes (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="cache root (default: the domain's, $GENNEG_CACHE/traffic)")
     p.add_argument("--coverage-only", action="store_true", help="only report on finished data")
@@ -26,7 +26,7 @@ def main() -> None:
     p.add_argument("--out", default=None, help="write the report as JSON here")
     args = p.parse_args()
 
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     domain = TrafficDomain(preset=args.preset, data_dir=args.data_dir, workers=args.workers,
                            **json.loads(args.domain))

@@ -1,5 +1,5 @@
 """Reference rows of the traffic evaluation: what the oracle and ``TrafficDomain.metrics`` say of held-out data, of
-real boxes on shuffled maps and of the lane-placement heuristic (``domains.traffic.references``), on the held-out
+real boxes on shuffled maps and of the lane-placement heuristic (``genneg.domains.traffic.references``), on the held-out
 split's conditions (the engine's draw for ``--seed``); with ``--base-results``, rejection sampling of a run's base.
 
     python benchmarks/traffic_references.py --preset tiny             # the tiny SUMO set; under a minute
@@ -24,7 +24,7 @@ from common import parser, setup, table, traffic_data_dir, write
 
 def domain_for(preset: str, data_dir: str | None):
     """The traffic domain with the run preset's data settings (so its map crop is the one the models see)."""
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     data = dict(TrafficDomain().presets()[preset].data)
     if data_dir is None and preset == "tiny":
@@ -34,7 +34,7 @@ def domain_for(preset: str, data_dir: str | None):
 
 def network_groups(domain, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Row masks of ``ids``: all networks, and where real networks are present, generated ones and each real one."""
-    from domains.traffic.data import read_manifest
+    from genneg.domains.traffic.data import read_manifest
 
     kinds = {n["name"]: n["kind"] for n in read_manifest(domain.prepare_data())["networks"]}
     names = domain.table.network[ids]
@@ -48,7 +48,7 @@ def network_groups(domain, ids: np.ndarray) -> dict[str, np.ndarray]:
 
 def reference_samples(domain, ids: np.ndarray, split: str, seed: int) -> tuple[dict, dict]:
     """``{reference: decoded samples}`` on scenes ``ids`` and the seconds each took to build."""
-    from domains.traffic.references import data_samples, lane_samples, shuffled_samples
+    from genneg.domains.traffic.references import data_samples, lane_samples, shuffled_samples
     from genneg.rng import numpy_rng
 
     t = domain.table
@@ -75,7 +75,7 @@ def take(samples: dict, mask: np.ndarray) -> dict:
 def measure(domain, samples: dict, split: str, networks) -> dict:
     """``TrafficDomain.metrics`` against the data of ``networks``, plus ``raw_per_valid`` and ``vehicle_ratio``
     (generated vehicles over the slots the conditions define: the shuffled rows carry their donors' count)."""
-    from domains.traffic.references import rejection_cost
+    from genneg.domains.traffic.references import rejection_cost
 
     result = domain.oracle()(samples)
     m = domain.metrics(samples, None, result, split, networks)
@@ -91,7 +91,7 @@ def measure(domain, samples: dict, split: str, networks) -> dict:
 def base_rejection(path: str) -> dict:
     """``rejection_cost`` of the base row of a run's ``results.json`` (its t-interval over seeds, or for one seed
     its Wilson interval)."""
-    from domains.traffic.references import rejection_cost
+    from genneg.domains.traffic.references import rejection_cost
 
     row = json.loads(open(path).read())["aggregate"]["rows"]["base"]
     mean, hw = row["infraction"]["mean"], row["infraction"]["half_width"]

@@ -2,7 +2,7 @@
 
 A domain pairs data, networks, an oracle and pictures; the engine never imports one. Domains are found, in order,
 in the in-process registry (``register_domain``), in the ``genneg.domains`` entry-point group (this package declares
-its built-ins there; third-party packages add theirs), and as a module ``domains.<name>`` or a folder given with
+its built-ins there; third-party packages add theirs), and as a module ``genneg.domains.<name>`` or a folder given with
 ``domain_path`` that exposes ``make_domain``.
 """
 
@@ -109,9 +109,9 @@ def get_domain(name: str, *, domain_path: str | Path | None = None, **kwargs) ->
             raise missing_dependency(name, e) from e
     else:
         try:
-            factory = importlib.import_module(f"domains.{name}").make_domain
+            factory = importlib.import_module(f"genneg.domains.{name}").make_domain
         except ModuleNotFoundError as e:
-            if e.name not in (f"domains.{name}", "domains"):  # the domain exists but a dependency is missing
+            if e.name not in (f"genneg.domains.{name}", "genneg.domains"):  # the domain exists but a dependency is missing
                 raise missing_dependency(name, e) from e
             raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains()) or 'none'}") from None
     domain = factory(**kwargs)

@@ -226,8 +226,8 @@ show([("base", *before), ("Gen-neG", *after)], wrong if len(wrong) else range(3)
 `scenes_to_dict` writes each scene in its own frame and in the world frame of its network, with per-vehicle
 infraction flags. `simulate_scene` places the vehicles on the SUMO network (libsumo, in a child process),
 simulates a few seconds and reports what SUMO saw: vehicles it could not place, collisions, teleports."""),
-    ("code", """from domains.traffic.export import scenes_to_dict, write_scenes_json
-from domains.traffic.handoff import simulate_scene
+    ("code", """from genneg.domains.traffic.export import scenes_to_dict, write_scenes_json
+from genneg.domains.traffic.handoff import simulate_scene
 
 show_ids = np.asarray(wrong[: 1 if FAST else 3] if len(wrong) else [0])
 subset = {k: np.asarray(v)[show_ids] for k, v in after[0].items()}
@@ -330,9 +330,9 @@ guidance then changes nothing. `GenNegConfig.min_minority` (more samples when th
 
 The same clip label and the same initial noise, sampled by the base model (left) and the guided model (right),
 as stick figures of the SMPL joints over the floor. The skeleton and the frame's title turn red while the body
-penetrates the floor; a toe turns red while it skates. `python -m domains.motion.export RUN_DIR --label walk`
+penetrates the floor; a toe turns red while it skates. `python -m genneg.domains.motion.export RUN_DIR --label walk`
 writes such GIFs (plus AMASS `.npz` and meshes) from a finished `genneg run motion`."""),
-    ("code", """from domains.motion.export import compare_gif
+    ("code", """from genneg.domains.motion.export import compare_gif
 
 wrong = np.flatnonzero(~before[1].valid)
 label = int(before[0]["label"][wrong[0] if len(wrong) else 0])  # a clip the base got wrong

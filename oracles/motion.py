@@ -31,7 +31,7 @@ Oracles (reasons ``penetration``, ``skating``, ``float``; registered as ``motion
   (real jumps and flips are airborne for less).
 
 The thresholds in :data:`DEFAULT_THRESHOLDS` were calibrated with :func:`calibrate_thresholds` on the real
-DeepMimic *training* windows retargeted to the proxy body (``domains.motion.calibration`` recomputes them and the
+DeepMimic *training* windows retargeted to the proxy body (``genneg.domains.motion.calibration`` recomputes them and the
 margins of the held-out windows); see there.
 """
 
@@ -331,8 +331,8 @@ def calibrate_thresholds(lowest, toes, fps: float = 20.0, defined=None, *, pass_
 
 
 # Calibrated with calibrate_thresholds(pass_rate=0.99, float_mm=200) on the 1,368 real *train* windows of
-# domains.motion.calibration.CALIBRATION_WINDOWS (stride 1, uncut, mirrored copies included; 43,896 frames) on
-# proxy-smpl-v2; recompute with domains.motion.calibration.recalibrate(), which also reports the held-out windows'
+# genneg.domains.motion.calibration.CALIBRATION_WINDOWS (stride 1, uncut, mirrored copies included; 43,896 frames) on
+# proxy-smpl-v2; recompute with genneg.domains.motion.calibration.recalibrate(), which also reports the held-out windows'
 # margins. Penetration is set by the deepest train frames (29.9 mm), skating by the 1 % most skating windows (max
 # 0.103), flight by the jumps. Airborne means 20 cm up: the retargeted cartwheel and crawl keep their lowest vertex
 # 3-15 cm above the floor for whole windows (the DeepMimic humanoid's hands reach the floor where the proxy's do not).

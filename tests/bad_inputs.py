@@ -132,7 +132,7 @@ def without(modules, call, fresh=()):
 
 def tiny_smpl() -> dict[str, np.ndarray]:
     """A structurally valid SMPL model with one vertex per joint (for readers and the body, not for realism)."""
-    from domains.motion.skeleton import PARENTS
+    from genneg.domains.motion.skeleton import PARENTS
 
     v = 24
     return {"v_template": np.random.default_rng(0).normal(size=(v, 3)), "shapedirs": np.zeros((v, 3, 10)),

@@ -85,7 +85,7 @@ def real_samples(cfg: WindowConfig = CALIBRATION_WINDOWS, body=None, split: str 
 def heldout_margins(samples: dict, thresholds, fps: float = 20.0) -> dict[str, np.ndarray]:
     """Margin of every window to each threshold (positive = passes): ``penetration_mm``, ``skating_ratio``,
     ``flight_s``, [N] each."""
-    from oracles.motion import motion_statistics
+    from genneg.oracles.motion import motion_statistics
 
     s = motion_statistics(samples["lowest_height"], samples["toes"], fps, samples["defined"],
                           float_mm=thresholds.float_mm)  # fmt: skip
@@ -98,10 +98,10 @@ def recalibrate(cfg: WindowConfig = CALIBRATION_WINDOWS, body=None, pass_rate: f
     """Fits the motion oracles' thresholds on the train windows of ``cfg`` (uncut) and measures the held-out ones.
 
     Returns:
-        (MotionThresholds, report): the calibration report of ``oracles.motion.calibrate_thresholds`` plus
+        (MotionThresholds, report): the calibration report of ``genneg.oracles.motion.calibrate_thresholds`` plus
         ``heldout``: the val/test windows' ``clip``, ``split``, ``start`` and margins (``heldout_margins``).
     """
-    from oracles.motion import calibrate_thresholds
+    from genneg.oracles.motion import calibrate_thresholds
 
     s = real_samples(replace(cfg, prefix_fraction=0.0), body)
     train = s["split"] == "train"

@@ -251,7 +251,7 @@ class MotionDomain:
     def mesh_metrics(self, samples: dict) -> dict[str, np.ndarray]:
         """PhysDiff Penetrate / Float / Skate (mm) on the full mesh and the GMD skating ratio, [B] each, of decoded
         samples (about 20 ms a window on one CPU core: for reports, not for labelling)."""
-        from oracles.motion import physdiff_metrics, skating_ratio
+        from genneg.oracles.motion import physdiff_metrics, skating_ratio
 
         feats, defined = torch.as_tensor(samples["features"]), np.asarray(samples["defined"], bool)
         parts = []
@@ -270,13 +270,13 @@ class MotionDomain:
         """The calibrated motion oracle (penetration, skating, float), or registered motion oracles by name.
 
         Names are looked up as ``motion:<name>`` first (``penetration``, ``skating``, ``float``, ``physical``).
-        ``thresholds`` (``oracles.motion.MotionThresholds`` fields, e.g. ``penetration_mm=150``) replace the
+        ``thresholds`` (``genneg.oracles.motion.MotionThresholds`` fields, e.g. ``penetration_mm=150``) replace the
         calibrated ones for the motion reasons: what a threshold curriculum (``GenNegConfig.oracle_curriculum``)
         passes for its early rounds. They cannot be combined with other registered oracles.
         """
         from dataclasses import replace
 
-        from oracles.motion import DEFAULT_THRESHOLDS, motion_oracle
+        from genneg.oracles.motion import DEFAULT_THRESHOLDS, motion_oracle
 
         if self.fps != 20.0:
             raise ValueError(f"the motion oracles are calibrated at 20 fps; this domain's windows are at {self.fps}")
@@ -305,7 +305,7 @@ class MotionDomain:
         Depth of the lowest contact vertex below the floor in every frame, plus the horizontal displacement of each
         toe joint between adjacent frames weighted by a soft "near the floor" gate (height < 5 cm, the GMD rule's).
         """
-        from oracles.motion import GMD_HEIGHT_M
+        from genneg.oracles.motion import GMD_HEIGHT_M
 
         defined = cond["defined"].to(x0.device, x0.dtype)
         v, j = self.pose(self.physical(x0), self.contact_vertices.to(x0.device))
@@ -365,7 +365,7 @@ class MotionDomain:
         [B, T, 72], ``trans`` [B, T, 3], Z up), joints [B, T, 24, 3] and lowest-vertex heights [B, T] (Y up, what
         the oracles read), the frame ``mask``, labels, ``valid`` and ``reason_<name>`` [B], and the thresholds of
         :meth:`oracle`'s default rules (``export.write_export``). Returns the path."""
-        from oracles.motion import DEFAULT_THRESHOLDS
+        from genneg.oracles.motion import DEFAULT_THRESHOLDS
 
         from .export import write_export
 

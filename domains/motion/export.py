@@ -2,7 +2,7 @@
 meshes (trimesh ``.obj`` / ``.glb``), one motion's AMASS-style SMPL parameters (``.npz``), and before/after GIFs of
 a finished run.
 
-``python -m domains.motion.export RUN_DIR [--stages base distilled] [--n 4]`` writes, for the first ``n`` samples
+``python -m genneg.domains.motion.export RUN_DIR [--stages base distilled] [--n 4]`` writes, for the first ``n`` samples
 that the first stage gets wrong, a side-by-side GIF of every stage on the same condition and initial noise (every
 stage of a run samples with the same seed), plus each motion's AMASS ``.npz`` and ``.glb`` meshes.
 """

@@ -3,7 +3,7 @@
 Every measure is a function of the lowest-vertex heights ``[B, T]``, the joints ``[B, T, 24, 3]`` and the frame mask
 that the labelling fast path hands the oracles; none poses a mesh, so a few thousand windows take about a second.
 
-- PhysDiff's Penetrate / Float / Skate / Phys-Err in mm (``oracles.motion.physdiff_lowest_metrics``) and GMD's
+- PhysDiff's Penetrate / Float / Skate / Phys-Err in mm (``genneg.oracles.motion.physdiff_lowest_metrics``) and GMD's
   skating ratio: the mean over samples, with a bootstrap interval over samples;
 - the worst-frame depth (deepest lowest vertex of a window, mm; negative when it never reaches the floor): median
   and 90th percentile, bootstrapped;
@@ -26,7 +26,7 @@ import torch
 
 from genneg.rng import numpy_rng
 from genneg.stats import wilson_interval
-from oracles.motion import physdiff_lowest_metrics, skating_ratio
+from genneg.oracles.motion import physdiff_lowest_metrics, skating_ratio
 
 __all__ = ["bootstrap_interval", "trajectory_distances", "diversity_per_clip", "nearest_distances", "motion_metrics"]
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.animation import FuncAnimation, PillowWriter
 
-from oracles.motion import DEFAULT_THRESHOLDS, GMD_HEIGHT_M, GMD_SPEED_MS
+from genneg.oracles.motion import DEFAULT_THRESHOLDS, GMD_HEIGHT_M, GMD_SPEED_MS
 
 from .skeleton import PARENTS, TOE_JOINTS, joint_index
 

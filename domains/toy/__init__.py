@@ -18,7 +18,7 @@ from genneg.config import EvalConfig, GenNegConfig, RunConfig, SamplerConfig
 from genneg.domain import validate_x0
 from genneg.oracle import Oracle, all_of, get_oracle
 from genneg.training import TrainConfig
-from oracles.toy import Checkerboard, Rings
+from genneg.oracles.toy import Checkerboard, Rings
 
 from .net import ToyNet
 from .plot import plot_points

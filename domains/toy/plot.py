@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Circle, Rectangle
 
-from oracles.toy import Checkerboard, Rings
+from genneg.oracles.toy import Checkerboard, Rings
 
 VALID, INVALID, UNDEFINED = "#1f77b4", "#d62728", "#7f7f7f"
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from genneg.config import RunConfig
 from genneg.domain import validate_x0
 from genneg.oracle import Oracle, all_of, get_oracle
-from oracles.traffic import SceneOracle
+from genneg.oracles.traffic import SceneOracle
 
 from .features import SceneTable, decode_boxes, encode_boxes
 from .net import VEHICLE_FEATURES, SceneNet
@@ -50,7 +50,7 @@ class TrafficDomain:
     network.
 
     Args:
-        preset: SUMO data preset (``domains.traffic.data.PRESETS``: "tiny", "demo", "cpu", "paper").
+        preset: SUMO data preset (``genneg.domains.traffic.data.PRESETS``: "tiny", "demo", "cpu", "paper").
         data_dir: cache root of the scene data (default ``$GENNEG_CACHE/traffic`` or ``~/.cache/genneg/traffic``).
         seed: data seed (networks, demand, scene draws); independent of the run seed.
         workers: SUMO processes when the data must be generated.

@@ -157,7 +157,7 @@ def _prepare(domain, workers: int, say) -> float:
     """Makes the test split's SUMO data when missing (a line per network); returns the seconds it took."""
     t0 = time.perf_counter()
     if not domain.data_ready():
-        from domains.traffic.data.sumo import plan_networks
+        from genneg.domains.traffic.data.sumo import plan_networks
 
         n = sum(s.split == SPLIT for s in plan_networks(domain.data_cfg))
         say(f"generating the SUMO scenes of the {n} held-out {SPLIT} networks (data preset "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oracles.traffic import BOX_FIELDS, COLLISION_TOLERANCE
+from genneg.oracles.traffic import BOX_FIELDS, COLLISION_TOLERANCE
 
 __all__ = ["to_world", "scenes_to_dict", "write_scenes_json", "read_scenes_json", "export_scenes", "FORMAT_VERSION"]
 
@@ -25,7 +25,7 @@ WKT_DECIMALS = 4  # 0.1 mm
 def to_world(boxes: np.ndarray, origin: np.ndarray) -> np.ndarray:
     """Scene-frame boxes ``[..., N, 5]`` -> world boxes, given each scene's world ``origin [..., 3]`` (x, y, yaw).
 
-    Inverse of ``domains.traffic.map.to_scene_frame`` (a rotation by the origin's yaw, then a shift)."""
+    Inverse of ``genneg.domains.traffic.map.to_scene_frame`` (a rotation by the origin's yaw, then a shift)."""
     boxes, origin = np.asarray(boxes, np.float64), np.asarray(origin, np.float64)
     c, s = np.cos(origin[..., None, 2]), np.sin(origin[..., None, 2])
     out = boxes.copy()

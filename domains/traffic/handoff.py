@@ -165,7 +165,7 @@ def handoff_summary(outs: list[dict], vehicles: list[int], seconds: float) -> di
 def _simulate(net_file: str, boxes: list, seconds: float, step_length: float, seed: int) -> dict:
     import libsumo
 
-    from domains.traffic.data.sumo import sumo_home
+    from genneg.domains.traffic.data.sumo import sumo_home
 
     libsumo.start([str(sumo_home() / "bin" / "sumo"), "-n", net_file, "--step-length", str(step_length),
                    "--seed", str(seed), "--no-step-log", "true", "--no-warnings", "true",

@@ -66,7 +66,7 @@ class RoadMap:
     def __init__(self, drivable_area, centrelines: Sequence[np.ndarray], widths, name: str = "map", internal=None):
         if not isinstance(drivable_area, shapely.Geometry) or drivable_area.is_empty:
             raise ValueError(f"map {name!r}: the drivable area must be a non-empty Shapely geometry")
-        from oracles.traffic import check_drivable_area
+        from genneg.oracles.traffic import check_drivable_area
 
         check_drivable_area([drivable_area], what=f"map {name!r}: the drivable area")
         widths = np.asarray(widths, np.float64)

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from genneg.rng import numpy_rng
-from oracles.traffic import check_boxes, scene_infractions
+from genneg.oracles.traffic import check_boxes, scene_infractions
 
 __all__ = ["BANDS", "REALISM", "realism_features", "nearest_lane", "network_weights", "bootstrap_interval",
            "wasserstein_1d", "infraction_measures", "realism_measures", "scene_features", "traffic_metrics"]
@@ -190,7 +190,7 @@ def infraction_measures(flags: dict[str, np.ndarray], defined: np.ndarray, ego_d
     """Infraction rates per scene and per generated vehicle, overall and by distance band, with intervals.
 
     Args:
-        flags: ``{reason: bool [S, N]}`` per-vehicle flags (``oracles.traffic.scene_infractions``), the ego in slot 0.
+        flags: ``{reason: bool [S, N]}`` per-vehicle flags (``genneg.oracles.traffic.scene_infractions``), the ego in slot 0.
         defined: [S, N]; ego_distance: [S, N - 1] metres of the generated vehicles from the ego.
         groups: [S] network index of each scene; weights: ``network_weights`` of them.
         radius: the scene radius: the last band ends there, and the share of generated vehicles beyond it is

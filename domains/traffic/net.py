@@ -22,7 +22,7 @@ the oracle's per-vehicle flags), +inf on padded slots (an absent vehicle is vali
 vehicle's logit also reads the pairs it is part of (its relative pose to every other vehicle, their tokens),
 max-pooled over the others: the collision classifier.
 
-``cond`` (a dict of tensors, see ``domains.traffic.TrafficDomain``):
+``cond`` (a dict of tensors, see ``genneg.domains.traffic.TrafficDomain``):
     ``ego [B, 6]``, ``defined [B, N - 1]`` bool, ``map [B, L, P, 6]`` (x, y, dx, dy, width, internal, normalised),
     ``map_defined [B, L]``.
 """
@@ -39,7 +39,7 @@ from .relative import LANE_FEATURES, PAIR_FEATURES, lane_context, pair_pose, veh
 __all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES", "OUTPUTS"]
 
 VEHICLE_FEATURES = ("x", "y", "cos_yaw", "sin_yaw", "length", "width")
-MAP_POINT_FEATURES = 6  # x, y, dx, dy, width, internal (domains.traffic.map.POLYLINE_FIELDS)
+MAP_POINT_FEATURES = 6  # x, y, dx, dy, width, internal (genneg.domains.traffic.map.POLYLINE_FIELDS)
 OUTPUTS = ("denoiser", "classifier", "vehicle_classifier")
 VALID_PRIOR_LOGIT = 2.0  # a per-vehicle head starts at P(valid) = 0.88 per vehicle: most vehicles are valid
 

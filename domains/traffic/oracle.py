@@ -2,7 +2,7 @@
 
 ``cond`` stays a dict of tensors (the engine slices it), so no Shapely geometry travels with a batch: decoded
 samples are ``{"boxes" [B, N, 5], "defined" [B, N], "scene" [B]}`` and ``MapOracle`` adds each scene's
-drivable-area crop from the domain's table before calling the inner oracle (any oracle of ``oracles.traffic``, or a
+drivable-area crop from the domain's table before calling the inner oracle (any oracle of ``genneg.oracles.traffic``, or a
 composition of registered ones).
 """
 

@@ -17,7 +17,7 @@ import shapely
 import torch
 from torch import Tensor
 
-from domains.traffic.features import decode_boxes
+from genneg.domains.traffic.features import decode_boxes
 
 __all__ = ["scene_penalty", "overlap_penalty", "offroad_penalty", "box_corners_torch"]
 
@@ -25,7 +25,7 @@ DISCS = 3
 
 
 def box_corners_torch(boxes: Tensor) -> Tensor:
-    """Corners ``[..., 4, 2]`` of boxes ``[..., 5]`` (same order as ``oracles.traffic.box_corners``)."""
+    """Corners ``[..., 4, 2]`` of boxes ``[..., 5]`` (same order as ``genneg.oracles.traffic.box_corners``)."""
     cos, sin = boxes[..., 2].cos(), boxes[..., 2].sin()
     hl, hw = boxes[..., 3] / 2, boxes[..., 4] / 2
     front = torch.stack([hl * cos, hl * sin], -1)[..., None, :]

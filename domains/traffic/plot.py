@@ -6,7 +6,7 @@ import numpy as np
 import shapely
 from matplotlib.patches import Polygon as PolygonPatch
 
-from oracles.traffic import box_corners
+from genneg.oracles.traffic import box_corners
 
 __all__ = ["plot_scene", "plot_sample", "draw_area"]
 

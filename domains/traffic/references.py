@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from oracles.traffic import pairwise_overlap_sat
+from genneg.oracles.traffic import pairwise_overlap_sat
 
 from .features import SceneTable
 

@@ -135,7 +135,7 @@ def cmd_demo(args):
     import importlib
 
     set_threads(args.threads)
-    demo = importlib.import_module(f"domains.{args.domain}.demo")
+    demo = importlib.import_module(f"genneg.domains.{args.domain}.demo")
     models = args.model or list(demo.DEFAULT_MODELS)
     optional = args.optional_model if args.optional_model is not None else (
         list(demo.OPTIONAL_MODELS) if args.model is None else [])

@@ -34,7 +34,7 @@ class TestGaussianMixtureDomain(DomainContract):
 class TestCheckerboardOracle(OracleContract):
     @pytest.fixture
     def oracle(self):
-        from oracles.toy import Checkerboard
+        from genneg.oracles.toy import Checkerboard
 
         return Checkerboard(k=4, extent=2.0)
 
@@ -54,7 +54,7 @@ class TestCheckerboardOracle(OracleContract):
 class TestRingsOracle(OracleContract):
     @pytest.fixture
     def oracle(self):
-        from oracles.toy import Rings
+        from genneg.oracles.toy import Rings
 
         return Rings()
 
@@ -93,7 +93,7 @@ def traffic_domain(tmp_path_factory):
     pytest.importorskip("sumo")
     pytest.importorskip("libsumo")
     pytest.importorskip("shapely")
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     root = tmp_path_factory.mktemp("contract-traffic")
     TrafficDomain(preset="tiny", data_dir=root).prepare_data()
@@ -128,7 +128,7 @@ class TestTrafficSceneOracle(OracleContract):
     @pytest.fixture
     def oracle(self):
         pytest.importorskip("shapely")
-        from oracles.traffic import SceneOracle
+        from genneg.oracles.traffic import SceneOracle
 
         return SceneOracle()
 

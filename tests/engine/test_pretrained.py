@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from domains.toy import ToyDomain
+from genneg.domains.toy import ToyDomain
 from genneg.cli import main
 from genneg.curve import LearningCurve
 from genneg.exporting import export_samples, exports

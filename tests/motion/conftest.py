@@ -13,7 +13,7 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def body(cache_dir):
     pytest.importorskip("smplx")
-    from domains.motion.body import load_body
+    from genneg.domains.motion.body import load_body
 
     return load_body("proxy", cache_dir=cache_dir)
 
@@ -22,8 +22,8 @@ def body(cache_dir):
 def walk(body):
     """The retargeted, grounded walk clip: (root [N, 3], local [N, 24, 3, 3], BodyOutput)."""
     pytest.importorskip("pybullet")
-    from domains.motion.data.deepmimic import default_clip_paths
-    from domains.motion.data.windows import WindowConfig, clip_motion, pose_body
+    from genneg.domains.motion.data.deepmimic import default_clip_paths
+    from genneg.domains.motion.data.windows import WindowConfig, clip_motion, pose_body
 
     path = next(p for p in default_clip_paths() if p.stem == "humanoid3d_walk")
     _, root, local, _ = clip_motion(path, WindowConfig(tile=False), body)
@@ -34,7 +34,7 @@ def walk(body):
 def real(body):
     """Every real window of the calibration windows (stride 1) as oracle inputs on the proxy body."""
     pytest.importorskip("pybullet")
-    from domains.motion.calibration import real_samples
+    from genneg.domains.motion.calibration import real_samples
 
     return real_samples(body=body)
 

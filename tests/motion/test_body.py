@@ -11,9 +11,9 @@ import pytest
 
 pytest.importorskip("smplx")
 
-from domains.motion.body import RestrictedUnpickler, UnsafePickleError, load_body, load_smpl_file  # noqa: E402
-from domains.motion.proxy import KEYPOINT_NAMES, build_proxy_arrays  # noqa: E402
-from domains.motion.skeleton import JOINT_NAMES, REST_JOINTS, joint_index  # noqa: E402
+from genneg.domains.motion.body import RestrictedUnpickler, UnsafePickleError, load_body, load_smpl_file  # noqa: E402
+from genneg.domains.motion.proxy import KEYPOINT_NAMES, build_proxy_arrays  # noqa: E402
+from genneg.domains.motion.skeleton import JOINT_NAMES, REST_JOINTS, joint_index  # noqa: E402
 
 
 def test_proxy_is_named_and_cached(body, cache_dir):

@@ -10,12 +10,12 @@ import pytest
 pytest.importorskip("smplx")
 pytest.importorskip("pybullet")
 
-from domains.motion.data import deepmimic as dm  # noqa: E402
-from domains.motion.data.amass import Z_UP_TO_Y_UP, load_amass, to_smplx_inputs  # noqa: E402
-from domains.motion.data.representation import FRAME_FEATURES, canonicalize, decode, encode, heading, mirror  # noqa: E402
-from domains.motion.data.windows import WindowConfig, build_windows, cache_windows, load_windows, split_segments  # noqa: E402
-from domains.motion.rotations import axis_angle_to_matrix  # noqa: E402
-from domains.motion.skeleton import joint_index, mirror_permutation  # noqa: E402
+from genneg.domains.motion.data import deepmimic as dm  # noqa: E402
+from genneg.domains.motion.data.amass import Z_UP_TO_Y_UP, load_amass, to_smplx_inputs  # noqa: E402
+from genneg.domains.motion.data.representation import FRAME_FEATURES, canonicalize, decode, encode, heading, mirror  # noqa: E402
+from genneg.domains.motion.data.windows import WindowConfig, build_windows, cache_windows, load_windows, split_segments  # noqa: E402
+from genneg.domains.motion.rotations import axis_angle_to_matrix  # noqa: E402
+from genneg.domains.motion.skeleton import joint_index, mirror_permutation  # noqa: E402
 
 
 def _clip(name):
@@ -67,7 +67,7 @@ def test_forward_kinematics_matches_pybullet():
 def test_smpl_bone_directions_match_deepmimic(body, name):
     clip = dm.resample(dm.read_clip(_clip(name)), 20.0)
     root, local = dm.retarget_to_smpl(clip, body.rest_joints.astype(float))
-    from domains.motion.data.windows import pose_body
+    from genneg.domains.motion.data.windows import pose_body
 
     joints = pose_body(body, root, local).joints
     _, p_dm = dm.forward_kinematics(clip.local_quats, clip.root_pos)
@@ -85,7 +85,7 @@ def test_smpl_bone_directions_match_deepmimic(body, name):
 
 
 def test_walk_is_grounded_without_penetration(walk):
-    from oracles.motion import physdiff_metrics
+    from genneg.oracles.motion import physdiff_metrics
 
     _, _, out = walk
     lowest = out.vertices[:, :, 1].min(1)
@@ -139,7 +139,7 @@ def test_representation_round_trip_canonical_and_mirror(walk):
 
 
 def test_mirrored_motion_is_the_mirror_image(body, walk):
-    from domains.motion.data.windows import pose_body
+    from genneg.domains.motion.data.windows import pose_body
 
     root, local, out = walk
     mirrored = pose_body(body, *mirror(root, local)).joints
@@ -184,7 +184,7 @@ def test_windows_splits_cache_and_determinism(body, tmp_path):
 
 
 def test_tiled_loops_join_continuously_and_repeat_the_cycle():
-    from domains.motion.data.loops import close_loop, join_ratio, tile
+    from genneg.domains.motion.data.loops import close_loop, join_ratio, tile
 
     for name in ("walk", "spin", "crawl"):
         clip = dm.read_clip(_clip(name))

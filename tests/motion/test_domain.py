@@ -12,13 +12,13 @@ pytest.importorskip("pybullet")
 
 @pytest.fixture(scope="module")
 def domain(cache_dir, body):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     return make_domain(cache_dir=str(cache_dir))
 
 
 def test_skinned_body_matches_smplx(domain, body):
-    from domains.motion.calibration import pose_features
+    from genneg.domains.motion.calibration import pose_features
 
     feats, mask = domain.data["features"][:6], domain.data["mask"][:6]
     ref = pose_features(feats, mask, body)
@@ -28,7 +28,7 @@ def test_skinned_body_matches_smplx(domain, body):
 
 
 def _net(classifier=False, **kw):
-    from domains.motion.net import MotionTransformer
+    from genneg.domains.motion.net import MotionTransformer
 
     net = MotionTransformer(147, 12, 5, width=32, depth=2, heads=4, ff=64, classifier=classifier, **kw)
     torch.nn.init.normal_(net.out.weight)  # the zero init would hide everything
@@ -134,8 +134,8 @@ def test_decode_real_windows_pass_and_sunk_copy_fails(domain):
 
 def test_labelling_fast_path_agrees_with_the_full_mesh(domain, body):
     """decode poses only the mesh's heights; smplx's full meshes give the same lowest vertex and the same verdicts."""
-    from domains.motion.calibration import pose_features
-    from oracles.motion import motion_infractions
+    from genneg.domains.motion.calibration import pose_features
+    from genneg.oracles.motion import motion_infractions
 
     x0, cond = domain.dataset("val")
     pick = torch.arange(0, len(x0), 4)
@@ -171,7 +171,7 @@ def test_penalty_is_differentiable_and_grows_when_sunk(domain):
 
 
 def test_group_normalisation_round_trip_drops_constant_channels(domain):
-    from domains.motion.features import CONSTANT_STD, GROUPS
+    from genneg.domains.motion.features import CONSTANT_STD, GROUPS
 
     codec = domain.codec
     x0, cond = domain.dataset("train")
@@ -193,9 +193,9 @@ def test_group_normalisation_round_trip_drops_constant_channels(domain):
 
 
 def test_auxiliary_channels_match_the_kinematics(domain, body):
-    from domains.motion.calibration import pose_features
-    from domains.motion.features import AUX_JOINTS, aux_channels
-    from domains.motion.skeleton import joint_index
+    from genneg.domains.motion.calibration import pose_features
+    from genneg.domains.motion.features import AUX_JOINTS, aux_channels
+    from genneg.domains.motion.skeleton import joint_index
 
     x0, cond = domain.dataset("val")
     x0, cond = x0[:8], {k: v[:8] for k, v in cond.items()}
@@ -230,7 +230,7 @@ def test_fk_loss_is_zero_on_the_data_and_measures_joint_error_in_metres(domain):
 
 
 def test_denoised_loss_adds_the_fk_loss_below_its_sigma(cache_dir):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     plain, fk = make_domain(cache_dir=str(cache_dir)), make_domain(cache_dir=str(cache_dir), fk_weight=10.0)
     x0, cond = plain.dataset("val")

@@ -16,7 +16,7 @@ trimesh = pytest.importorskip("trimesh")
 
 @pytest.fixture(scope="module")
 def domain(cache_dir, body):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     return make_domain(cache_dir=str(cache_dir))
 
@@ -33,8 +33,8 @@ def motion(domain):
 
 
 def test_amass_export_reloads_to_the_same_joints(domain, motion, tmp_path):
-    from domains.motion.data.amass import load_amass, to_smplx_inputs
-    from domains.motion.export import write_amass
+    from genneg.domains.motion.data.amass import load_amass, to_smplx_inputs
+    from genneg.domains.motion.export import write_amass
 
     feats, _, joints = motion
     path = write_amass(tmp_path / "m.npz", feats, domain.body, fps=20.0)
@@ -48,9 +48,9 @@ def test_amass_export_reloads_to_the_same_joints(domain, motion, tmp_path):
 
 def test_sample_export_reproduces_the_verdicts(domain, tmp_path):
     """Stored lowest heights and joints give back the oracle's verdicts; the AMASS parameters give back the joints."""
-    from domains.motion.calibration import TOE_INDICES
-    from domains.motion.data.amass import load_amass, to_smplx_inputs
-    from oracles.motion import MotionThresholds, motion_infractions
+    from genneg.domains.motion.calibration import TOE_INDICES
+    from genneg.domains.motion.data.amass import load_amass, to_smplx_inputs
+    from genneg.oracles.motion import MotionThresholds, motion_infractions
 
     x0, cond = domain.dataset("val")
     pick = torch.arange(0, len(x0), 6)
@@ -88,7 +88,7 @@ def test_sample_export_reproduces_the_verdicts(domain, tmp_path):
 
 @pytest.mark.parametrize("fmt", ["obj", "glb"])
 def test_meshes_reload(domain, motion, tmp_path, fmt):
-    from domains.motion.export import write_meshes
+    from genneg.domains.motion.export import write_meshes
 
     _, verts, _ = motion
     paths = write_meshes(domain.body, verts[:3], tmp_path, fmt)
@@ -101,7 +101,7 @@ def test_meshes_reload(domain, motion, tmp_path, fmt):
 def test_gif_has_one_image_per_frame_and_flags(motion, tmp_path):
     from PIL import Image
 
-    from domains.motion.plot import MotionPanel, frame_flags, write_gif
+    from genneg.domains.motion.plot import MotionPanel, frame_flags, write_gif
 
     _, verts, joints = motion
     n = 6

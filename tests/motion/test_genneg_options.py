@@ -32,7 +32,7 @@ def test_round_size_reaches_the_rare_class_and_stays_capped():
 
 @pytest.fixture(scope="module")
 def domain(cache_dir, body):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     return make_domain(cache_dir=str(cache_dir))
 
@@ -68,7 +68,7 @@ def tiny_cfg(domain, **genneg):
 
 def test_threshold_curriculum_labels_each_round_with_its_oracle(domain):
     from genneg.genneg import gen_neg, round_oracle
-    from oracles.motion import DEFAULT_THRESHOLDS
+    from genneg.oracles.motion import DEFAULT_THRESHOLDS
 
     teacher, depth = sinking_teacher(domain)
     curriculum = ({"penetration_mm": 300.0, "skating_ratio": 1.0, "max_flight_s": 2.0},)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from domains.motion.metrics import bootstrap_interval, diversity_per_clip, nearest_distances, trajectory_distances
-from oracles.motion import physdiff_lowest_metrics
+from genneg.domains.motion.metrics import bootstrap_interval, diversity_per_clip, nearest_distances, trajectory_distances
+from genneg.oracles.motion import physdiff_lowest_metrics
 
 
 def _toes(heights: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -85,7 +85,7 @@ pytest.importorskip("pybullet")
 
 @pytest.fixture(scope="module")
 def domain(cache_dir, body):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     return make_domain(cache_dir=str(cache_dir))
 
@@ -111,7 +111,7 @@ def test_domain_metrics_of_real_windows(domain):
 
 
 def test_condition_sets(domain, cache_dir):
-    from domains.motion import make_domain
+    from genneg.domains.motion import make_domain
 
     n_clips = len(domain.label_names)
     full = domain.conditions(3 * n_clips + 2, "test:full", 0)
@@ -137,8 +137,8 @@ def test_condition_sets(domain, cache_dir):
 
 
 def test_grounding_removes_penetration_and_can_add_floating(domain):
-    from domains.motion.calibration import oracle_inputs
-    from domains.motion.grounding import ground_samples
+    from genneg.domains.motion.calibration import oracle_inputs
+    from genneg.domains.motion.grounding import ground_samples
 
     x0, cond = domain.dataset("val:full")
     real = domain.decode(x0, cond)
@@ -168,7 +168,7 @@ def test_compare_gif_animates_the_same_label_and_noise(domain, tmp_path):
     from PIL import Image
 
     from genneg.config import SamplerConfig
-    from domains.motion.export import compare_gif
+    from genneg.domains.motion.export import compare_gif
 
     x0, cond = domain.dataset("train:full")
     target = x0[:1]
@@ -185,7 +185,7 @@ def test_compare_gif_animates_the_same_label_and_noise(domain, tmp_path):
 
 
 def test_export_run_picks_samples_of_one_clip():
-    from domains.motion.export import _pick
+    from genneg.domains.motion.export import _pick
 
     defined = np.ones((6, 4), bool)
     defined[0, 2:] = False
@@ -196,8 +196,8 @@ def test_export_run_picks_samples_of_one_clip():
 
 
 def test_gif_frames_are_red_where_the_lowest_vertex_penetrates():
-    from domains.motion.plot import MotionPanel, _panel_flags
-    from domains.motion.skeleton import REST_JOINTS
+    from genneg.domains.motion.plot import MotionPanel, _panel_flags
+    from genneg.domains.motion.skeleton import REST_JOINTS
 
     joints = np.repeat(REST_JOINTS[None], 3, 0) + np.array([0.0, 3.0, 0.0])  # joints well above the floor
     panel = MotionPanel(joints, lowest=np.array([0.0, -0.1, 0.01]))  # but the skin goes 10 cm under in frame 1

@@ -64,57 +64,57 @@ def write_motion_files(r: Path) -> None:
 
 
 def _body_forward(f, **kw):
-    from domains.motion.body import Body
+    from genneg.domains.motion.body import Body
 
     args = {"global_orient": np.zeros((3, 3)), "body_pose": np.zeros((3, 69)), "transl": np.zeros((3, 3)), **kw}
     return Body(tiny_smpl(), "tiny").forward(**args)
 
 
 def _motion_oracle(samples, cond=None):
-    from oracles.motion import motion_oracle
+    from genneg.oracles.motion import motion_oracle
 
     return motion_oracle()(samples, cond)
 
 
 # ------------------------------------------------------------------------- lazy imports of the domain modules
 def _load_amass(path, fps=20.0):
-    from domains.motion.data.amass import load_amass
+    from genneg.domains.motion.data.amass import load_amass
 
     return load_amass(path, fps=fps)
 
 
 def _read_clip(path):
-    from domains.motion.data.deepmimic import read_clip
+    from genneg.domains.motion.data.deepmimic import read_clip
 
     return read_clip(path)
 
 
 def _clip_paths():
-    from domains.motion.data.deepmimic import default_clip_paths
+    from genneg.domains.motion.data.deepmimic import default_clip_paths
 
     return default_clip_paths()
 
 
 def _load_smpl(path):
-    from domains.motion.body import load_smpl_file
+    from genneg.domains.motion.body import load_smpl_file
 
     return load_smpl_file(path)
 
 
 def _load_windows(path, split=None):
-    from domains.motion.data.windows import load_windows
+    from genneg.domains.motion.data.windows import load_windows
 
     return load_windows(path, split)
 
 
 def _motion_domain(**kw):
-    from domains.motion import MotionDomain
+    from genneg.domains.motion import MotionDomain
 
     return MotionDomain(**kw)
 
 
 def _thresholds(*args):
-    from oracles.motion import MotionThresholds
+    from genneg.oracles.motion import MotionThresholds
 
     return MotionThresholds(*args)
 
@@ -204,7 +204,7 @@ CASES: list[Bad] = [
     Bad("no pybullet", without(["pybullet_data"], lambda f: _clip_paths()), ImportError, r"genneg\[motion\]"),
     Bad("no scipy for the motion domain",
         without(["scipy", "scipy.spatial", "scipy.spatial.transform"], lambda f: get_domain("motion"),
-                fresh=("domains.motion", "oracles.motion")),
+                fresh=("genneg.domains.motion", "genneg.oracles.motion")),
         ModuleNotFoundError, r"needs the module 'scipy.*genneg\[motion\]"),
 ]
 
@@ -216,8 +216,8 @@ class TestMotionBadInputs(BadInputTable):
 
     def test_valid_files_of_the_same_kinds_are_accepted(self, files):
         """The readers above refuse the bad files, not every file: the good twins load."""
-        from domains.motion.body import load_smpl_file
-        from domains.motion.data.amass import load_amass
+        from genneg.domains.motion.body import load_smpl_file
+        from genneg.domains.motion.data.amass import load_amass
 
         assert load_amass(files.path("amass_ok.npz")).root.shape[1] == 3
         assert load_smpl_file(files.path("smpl_ok.npz"))["v_template"].shape == (24, 3)

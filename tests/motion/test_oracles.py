@@ -9,7 +9,7 @@ import pytest
 
 from genneg.oracle import get_oracle
 from genneg.labelling import label
-from oracles.motion import (
+from genneg.oracles.motion import (
     CALIBRATION_REPORT,
     DEFAULT_THRESHOLDS,
     MotionThresholds,
@@ -25,7 +25,7 @@ from oracles.motion import (
 
 def as_batch(out) -> dict[str, np.ndarray]:
     """A one-motion oracle batch from a BodyOutput."""
-    from domains.motion.skeleton import TOE_JOINTS, joint_index
+    from genneg.domains.motion.skeleton import TOE_JOINTS, joint_index
 
     return {"vertices": out.vertices[None], "toes": out.joints[None][:, :, [joint_index(n) for n in TOE_JOINTS]]}
 
@@ -150,8 +150,8 @@ def test_thresholds_are_calibrated_on_train_windows_only(real):
 
 
 def test_recalibrate_fits_train_and_reports_every_heldout_margin(body):
-    from domains.motion.calibration import real_samples, recalibrate
-    from domains.motion.data.windows import WindowConfig
+    from genneg.domains.motion.calibration import real_samples, recalibrate
+    from genneg.domains.motion.data.windows import WindowConfig
 
     cfg = WindowConfig(clips=("walk", "kick"), stride=4, prefix_fraction=0.0)
     thresholds, report = recalibrate(cfg, body)
@@ -195,7 +195,7 @@ def test_oracle_throughput(real):
 
 
 def test_penetrating_frames_are_the_frames_that_decide_penetration():
-    from oracles.motion import MotionThresholds, motion_infractions, motion_oracle, penetrating_frames
+    from genneg.oracles.motion import MotionThresholds, motion_infractions, motion_oracle, penetrating_frames
 
     lowest = np.array([[0.0, -0.010, -0.031, 0.02], [0.0, -0.029, 0.0, -0.5], [0.01, 0.02, 0.0, 0.0]])
     defined = np.array([[True, True, True, True], [True, True, True, False], [True, True, True, True]])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from bad_inputs import INF, NAN, Bad, BadInputTable
 
-from domains.toy import ToyDomain
+from genneg.domains.toy import ToyDomain
 from genneg.checkpoint import load_state, load_weights, read_json, read_npz, save_weights, write_json
 from genneg.classifier import NoisyClassifier, balanced_set, fit_classifier, importance_weights
 from genneg.cli import main as cli_main
@@ -35,7 +35,7 @@ from genneg.run import run
 from genneg.sampling import sample, sample_heun, sample_stochastic
 from genneg.stats import wilson_interval
 from genneg.training import TrainConfig, train
-from oracles.toy import Checkerboard, Rings
+from genneg.oracles.toy import Checkerboard, Rings
 
 SIGMAS = karras_sigmas(4, 0.002, 80.0)
 TOY = ToyDomain(n_train=16, n_eval=16)

@@ -18,12 +18,12 @@ import pytest
 pytest.importorskip("sumo")
 pytest.importorskip("libsumo")
 
-from domains.traffic.data.store import load_scenes  # noqa: E402
+from genneg.domains.traffic.data.store import load_scenes  # noqa: E402
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 SCRIPT = """
 import sys
-from domains.traffic.data import generate_scenes, sumo_preset
+from genneg.domains.traffic.data import generate_scenes, sumo_preset
 
 if __name__ == "__main__":
     generate_scenes(sys.argv[1], sumo_preset("tiny", snapshots=4, workers=2))

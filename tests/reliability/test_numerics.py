@@ -177,8 +177,8 @@ def _motion_cond(b: int, t: int, labels: int):
 def _nets(domain_name: str):
     if domain_name == "traffic":
         pytest.importorskip("shapely")
-        from domains.traffic.net import SceneNet
-        from domains.traffic.presets import traffic_presets
+        from genneg.domains.traffic.net import SceneNet
+        from genneg.domains.traffic.presets import traffic_presets
 
         cfg = traffic_presets()["tiny"]
         d = cfg.data
@@ -186,9 +186,9 @@ def _nets(domain_name: str):
         make = lambda out, c: SceneNet(out=out, **c)  # noqa: E731
         return cfg, shape, cond, make("denoiser", cfg.net), make("classifier", cfg.classifier_net), 0.6
     pytest.importorskip("scipy")
-    from domains.motion.data.representation import FRAME_FEATURES
-    from domains.motion.net import MotionTransformer
-    from domains.motion.presets import motion_presets
+    from genneg.domains.motion.data.representation import FRAME_FEATURES
+    from genneg.domains.motion.net import MotionTransformer
+    from genneg.domains.motion.presets import motion_presets
 
     cfg, frames, labels = motion_presets()["tiny"], 40, 15
     shape, cond = (8, frames, FRAME_FEATURES), _motion_cond(8, frames, labels)

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from genneg.classifier import balanced_set, importance_weights  # noqa: E402
-from oracles.traffic import COLLISION_TOLERANCE, SceneOracle, box_corners, pairwise_overlap_sat  # noqa: E402
+from genneg.oracles.traffic import COLLISION_TOLERANCE, SceneOracle, box_corners, pairwise_overlap_sat  # noqa: E402
 
 SAT_FAMILIES = ("random", "touching", "nested", "thin", "huge")
 SAT_EXAMPLES = 80  # hypothesis examples per family
@@ -259,7 +259,7 @@ def motions(draw):
 
 
 def _motion_verdicts(vertices, toes, defined):
-    from oracles.motion import motion_oracle, physdiff_metrics
+    from genneg.oracles.motion import motion_oracle, physdiff_metrics
 
     result = motion_oracle()({"vertices": vertices, "toes": toes, "defined": defined, "fps": 20.0})
     return result, physdiff_metrics(vertices, 20.0, defined)

@@ -104,10 +104,10 @@ def _as_scene_folder(npz: Path) -> Path:
 
 
 def _readers():
-    from domains.motion.body import load_smpl_file
-    from domains.motion.data.amass import load_amass
-    from domains.motion.data.windows import load_windows
-    from domains.traffic.data.store import load_scenes
+    from genneg.domains.motion.body import load_smpl_file
+    from genneg.domains.motion.data.amass import load_amass
+    from genneg.domains.motion.data.windows import load_windows
+    from genneg.domains.traffic.data.store import load_scenes
     from genneg.run import load_samples
 
     return {
@@ -133,7 +133,7 @@ def test_npz_with_a_pickled_object_is_refused_by_every_reader(tmp_path, marker, 
 # ------------------------------------------------------------------------------ SMPL pickles: restricted unpickler
 @pytest.mark.parametrize("how, protocol", PAYLOADS)
 def test_smpl_pickle_payload_is_refused_before_it_runs(tmp_path, marker, how, protocol):
-    from domains.motion.body import UnsafePickleError, load_smpl_file
+    from genneg.domains.motion.body import UnsafePickleError, load_smpl_file
 
     path = tmp_path / "SMPL_NEUTRAL.pkl"
     path.write_bytes(pickle.dumps({"v_template": np.zeros((3, 3)), "weights": _Payload(marker, how)}, protocol=protocol))
@@ -147,14 +147,14 @@ def test_smpl_pickle_payload_is_refused_before_it_runs(tmp_path, marker, how, pr
                                     b"cnumpy\nload\n", b"cnumpy.testing._private.utils\nrunstring\n",
                                     b"cscipy.sparse\nload_npz\n", b"ctorch\nload\n", b"c__builtin__\nexec\n"])
 def test_restricted_unpickler_resolves_no_other_global(gadget):
-    from domains.motion.body import RestrictedUnpickler, UnsafePickleError
+    from genneg.domains.motion.body import RestrictedUnpickler, UnsafePickleError
 
     with pytest.raises(UnsafePickleError, match="refusing to load"):
         RestrictedUnpickler(io.BytesIO(gadget + b"(S'x'\ntR.")).load()
 
 
 def test_smpl_model_from_the_environment_goes_through_the_same_gate(tmp_path, marker, monkeypatch):
-    from domains.motion.body import SMPL_MODEL_ENV, UnsafePickleError, load_body
+    from genneg.domains.motion.body import SMPL_MODEL_ENV, UnsafePickleError, load_body
 
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps({"f": _Payload(marker)}))
@@ -166,7 +166,7 @@ def test_smpl_model_from_the_environment_goes_through_the_same_gate(tmp_path, ma
 def test_plain_smpl_pickle_with_sparse_regressor_still_loads(tmp_path):
     """The gate refuses code, not data: numpy arrays and scipy.sparse matrices come back."""
     scipy_sparse = pytest.importorskip("scipy.sparse")
-    from domains.motion.body import load_smpl_file
+    from genneg.domains.motion.body import load_smpl_file
     from bad_inputs import tiny_smpl
 
     model = tiny_smpl()
@@ -191,7 +191,7 @@ def test_config_values_are_never_evaluated(tmp_path, marker):
 def test_xml_external_entities_are_not_expanded(tmp_path):
     """A SUMO network that names a local file as an external entity does not get that file's contents."""
     pytest.importorskip("sumolib")
-    from domains.traffic.map import read_sumo_net
+    from genneg.domains.traffic.map import read_sumo_net
 
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET")

@@ -11,7 +11,7 @@ import pytest
 
 from genneg.distributed import executor, executor_width, labelling_oracle
 from genneg.labelling import label
-from oracles.toy import Checkerboard
+from genneg.oracles.toy import Checkerboard
 
 distributed_pkg = pytest.importorskip("distributed", reason="the Dask path needs pip install 'genneg[dask]'")
 
@@ -79,8 +79,8 @@ def test_motion_windows_built_on_the_dask_cluster_match(cluster, tmp_path):
     """The workers load the body once themselves (body_source) and retarget the clips; windows are identical."""
     pytest.importorskip("smplx")
     pytest.importorskip("pybullet")
-    from domains.motion.body import load_body
-    from domains.motion.data.windows import WindowConfig, build_windows
+    from genneg.domains.motion.body import load_body
+    from genneg.domains.motion.data.windows import WindowConfig, build_windows
 
     body, cfg = load_body("proxy", cache_dir=tmp_path), WindowConfig(clips=("walk", "run"))
     here = build_windows(cfg, body)
@@ -93,7 +93,7 @@ def test_motion_windows_built_on_the_dask_cluster_match(cluster, tmp_path):
 def test_sumo_scenes_generated_on_a_dask_cluster(tmp_path):
     """libsumo holds one simulation per process: the cluster's workers are processes with one thread each."""
     pytest.importorskip("libsumo")
-    from domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset
+    from genneg.domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset
 
     cfg = sumo_preset("tiny", warmup=20.0, snapshots=3, snapshot_every=5.0, centres_per_snapshot=3)
     with distributed_pkg.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,

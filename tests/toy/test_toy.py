@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from domains.toy import ToyDomain
+from genneg.domains.toy import ToyDomain
 from genneg.domain import Domain, get_domain
-from oracles.toy import Checkerboard, Rings
+from genneg.oracles.toy import Checkerboard, Rings
 
 
 def test_checkerboard_cells_and_borders():

@@ -7,7 +7,7 @@ import pytest
 def tiny_data_dir(tmp_path_factory):
     pytest.importorskip("sumo")
     pytest.importorskip("libsumo")
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     root = tmp_path_factory.mktemp("traffic-cache")
     TrafficDomain(preset="tiny", data_dir=root).prepare_data()

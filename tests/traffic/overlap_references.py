@@ -1,9 +1,9 @@
 """Slow reference implementations of box overlap, for tests and benchmarks only: Shapely 2's vectorised predicates
-and a Python loop over Shapely polygons. The oracle (``oracles.traffic.pairwise_overlap_sat``) is checked against
+and a Python loop over Shapely polygons. The oracle (``genneg.oracles.traffic.pairwise_overlap_sat``) is checked against
 them (``test_traffic_oracles.py``) and timed beside them (``benchmarks/oracle_throughput.py``).
 
 Both agree with the oracle on every pair except those overlapping by less than its 1 mm tolerance
-(``oracles.traffic.COLLISION_TOLERANCE``), which Shapely calls collisions and the oracle does not.
+(``genneg.oracles.traffic.COLLISION_TOLERANCE``), which Shapely calls collisions and the oracle does not.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
-from oracles.traffic import box_corners, check_boxes
+from genneg.oracles.traffic import box_corners, check_boxes
 
 __all__ = ["pairwise_overlap_shapely", "pairwise_overlap_loop"]
 

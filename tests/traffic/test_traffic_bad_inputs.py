@@ -34,7 +34,7 @@ SUMO_NET = (
 
 def write_traffic_files(r: Path) -> None:
     """INTERACTION tracks, SUMO networks, lanelet2 maps and scene files, each bad in one way (and one good net)."""
-    from domains.traffic.data.interaction import TRACK_COLUMNS
+    from genneg.domains.traffic.data.interaction import TRACK_COLUMNS
 
     head = ",".join(TRACK_COLUMNS)
     (r / "tracks_header.csv").write_text("a,b,c\n1,2,3\n")
@@ -73,68 +73,68 @@ def _boxes(*rows):
 
 
 def _traffic(**kw):
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     return TrafficDomain(**kw)
 
 
 def _roadmap(area, lines=(LINE,), widths=(3.0,)):
-    from domains.traffic.map import RoadMap
+    from genneg.domains.traffic.map import RoadMap
 
     return RoadMap(area, list(lines), widths)
 
 
 # ------------------------------------------------------------------------- lazy imports of the domain modules
 def _offroad(boxes, area, tolerance=0.3):
-    from oracles.traffic import offroad
+    from genneg.oracles.traffic import offroad
 
     return offroad(boxes, None, area, tolerance)
 
 
 def _read_sumo(path):
-    from domains.traffic.map import read_sumo_net
+    from genneg.domains.traffic.map import read_sumo_net
 
     return read_sumo_net(path)
 
 
 def _read_lanelet2(path):
-    from domains.traffic.map import read_lanelet2_map
+    from genneg.domains.traffic.map import read_lanelet2_map
 
     return read_lanelet2_map(path)
 
 
 def _read_tracks(path):
-    from domains.traffic.data.interaction import read_tracks
+    from genneg.domains.traffic.data.interaction import read_tracks
 
     return read_tracks(path)
 
 
 def _load_interaction(tracks, map_file):
-    from domains.traffic.data.interaction import load_interaction
+    from genneg.domains.traffic.data.interaction import load_interaction
 
     return load_interaction(tracks, map_file)
 
 
 def _load_scenes(folder, split):
-    from domains.traffic.data.store import load_scenes
+    from genneg.domains.traffic.data.store import load_scenes
 
     return load_scenes(folder, split)
 
 
 def _read_manifest(folder):
-    from domains.traffic.data.store import read_manifest
+    from genneg.domains.traffic.data.store import read_manifest
 
     return read_manifest(folder)
 
 
 def _read_scenes_json(path):
-    from domains.traffic.export import read_scenes_json
+    from genneg.domains.traffic.export import read_scenes_json
 
     return read_scenes_json(path)
 
 
 def _sumo_home():
-    from domains.traffic.data.sumo import sumo_home
+    from genneg.domains.traffic.data.sumo import sumo_home
 
     return sumo_home()
 
@@ -143,7 +143,7 @@ def _sumo_home():
 CASES: list[Bad] = [
     # --- traffic oracles: boxes and drivable areas
     *[
-        Bad(f"boxes: {name}", (lambda b, d: lambda f: __import__("oracles.traffic").traffic.collision(b, d))(b, d),
+        Bad(f"boxes: {name}", (lambda b, d: lambda f: __import__("genneg.oracles.traffic").oracles.traffic.collision(b, d))(b, d),
             ValueError, m)
         for name, b, d, m in [
             ("2-D array", np.zeros((2, 5)), None, r"\[B, N, 5\]"),
@@ -237,7 +237,7 @@ CASES: list[Bad] = [
         ImportError, r"genneg\[traffic\]"),
     Bad("no SUMO", without(["sumo"], lambda f: _sumo_home()), ImportError, r"genneg\[traffic\]"),
     Bad("no shapely for the traffic domain",
-        without(["shapely"], lambda f: get_domain("traffic"), fresh=("domains.traffic", "oracles.traffic")),
+        without(["shapely"], lambda f: get_domain("traffic"), fresh=("genneg.domains.traffic", "genneg.oracles.traffic")),
         ModuleNotFoundError, r"needs the module 'shapely'.*genneg\[traffic\]"),
 ]
 
@@ -249,7 +249,7 @@ class TestTrafficBadInputs(BadInputTable):
 
     def test_valid_files_of_the_same_kinds_are_accepted(self, files):
         """The readers above refuse the bad files, not every file: the good twins load."""
-        from domains.traffic.map import read_sumo_net
+        from genneg.domains.traffic.map import read_sumo_net
 
         assert read_sumo_net(files.path("ok.net.xml")).drivable_area.area > 0
         assert _roadmap(ROAD).drivable_area.area == 1000

@@ -7,9 +7,9 @@ import pytest
 
 shapely = pytest.importorskip("shapely")
 
-from domains.traffic.data import SceneConfig, SumoDataConfig, load_interaction, load_scenes, sumo_preset  # noqa: E402
-from domains.traffic.data.scenes import boxes_from_sumo  # noqa: E402
-from oracles.traffic import scene_infractions  # noqa: E402
+from genneg.domains.traffic.data import SceneConfig, SumoDataConfig, load_interaction, load_scenes, sumo_preset  # noqa: E402
+from genneg.domains.traffic.data.scenes import boxes_from_sumo  # noqa: E402
+from genneg.oracles.traffic import scene_infractions  # noqa: E402
 
 
 def test_boxes_from_sumo_front_bumper_and_compass_angle():
@@ -21,7 +21,7 @@ def test_boxes_from_sumo_front_bumper_and_compass_angle():
 
 def test_sumo_snapshot_drops_teleporting_and_other_classes():
     pytest.importorskip("sumo")
-    from domains.traffic.data.sumo import _snapshot
+    from genneg.domains.traffic.data.sumo import _snapshot
 
     class FakeVehicles:  # libsumo.vehicle's getters for three vehicles
         rows = {"car": ((10.0, 0.0), "e_0", "passenger"), "tele": ((-2.0**30, -2.0**30), "", "passenger"),
@@ -74,7 +74,7 @@ def tiny_data(tmp_path_factory):
     pytest.importorskip("sumo")
     pytest.importorskip("libsumo")
     pytest.importorskip("sumolib")
-    from domains.traffic.data import generate_scenes, read_manifest
+    from genneg.domains.traffic.data import generate_scenes, read_manifest
 
     path = generate_scenes(tmp_path_factory.mktemp("scenes"), sumo_preset("tiny"))
     return path, read_manifest(path)
@@ -91,7 +91,7 @@ def test_tiny_pipeline_manifest_and_splits(tiny_data):
     for split in ("train", "val", "test"):
         data = load_scenes(path, split)
         assert set(data["network_name"]) == {n for n, s in splits.items() if s == split}
-    from domains.traffic.data import generate_scenes
+    from genneg.domains.traffic.data import generate_scenes
 
     assert generate_scenes(path.parent, sumo_preset("tiny")) == path  # cached: same folder, no re-run
 
@@ -102,7 +102,7 @@ def test_tiny_scenes_are_valid_local_and_well_formed(tiny_data):
     data = load_scenes(path, "train")
     s, n = data["defined"].shape
     assert data["boxes"].shape == (s, n, 5) and n == cfg.max_vehicles and s > 50
-    from domains.traffic.data import load_road_maps
+    from genneg.domains.traffic.data import load_road_maps
 
     maps = load_road_maps(path)  # each network's stored geometry: the scene-frame areas are cut from it
     assert [m.name for m in maps] == [n["name"] for n in manifest["networks"]]
@@ -164,7 +164,7 @@ def test_interaction_loader_errors(tmp_path):
 
 
 def test_data_ready_says_whether_the_scenes_exist_without_making_them(tiny_data_dir, tmp_path):
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     assert TrafficDomain(preset="tiny", data_dir=tiny_data_dir).data_ready()
     empty = TrafficDomain(preset="tiny", data_dir=tmp_path)

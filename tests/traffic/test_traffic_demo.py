@@ -51,7 +51,7 @@ def _scene_files(cache: Path) -> list[str]:
 def test_the_demo_writes_one_row_per_model_on_the_same_draw(tiny_model, test_cache, tmp_path):
     import matplotlib.image
 
-    from domains.traffic.demo import DATA_LABEL, run_demo
+    from genneg.domains.traffic.demo import DATA_LABEL, run_demo
 
     twin = tmp_path / "traffic-tiny-twin"  # the same weights under another label
     shutil.copytree(tiny_model, twin)
@@ -89,7 +89,7 @@ def test_the_demo_writes_one_row_per_model_on_the_same_draw(tiny_model, test_cac
 
 
 def test_bad_model_folders_are_refused_by_name(tiny_model, tmp_path):
-    from domains.traffic.demo import run_demo
+    from genneg.domains.traffic.demo import run_demo
 
     out = tmp_path / "out"
     with pytest.raises(FileNotFoundError, match="no pretrained model folder nowhere/traffic-cpu"):

@@ -8,7 +8,7 @@ from genneg.config import RunConfig
 from genneg.domain import Domain
 from genneg.labelling import label
 
-from domains.traffic.features import decode_boxes, encode_boxes
+from genneg.domains.traffic.features import decode_boxes, encode_boxes
 
 
 def test_domain_contract_and_presets(tiny_domain):
@@ -113,7 +113,7 @@ def test_penalty_zero_on_data_positive_on_infractions_and_descends(tiny_domain):
 
 
 def test_max_vehicles_keeps_the_nearest_slots(tiny_data_dir, tiny_domain):
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     small = TrafficDomain(preset="tiny", data_dir=tiny_data_dir, max_vehicles=2, map_lines=96, map_points=5)
     assert small.prepare_data() == tiny_domain.prepare_data()  # same cached data, no regeneration
@@ -131,7 +131,7 @@ def test_max_vehicles_keeps_the_nearest_slots(tiny_data_dir, tiny_domain):
 def test_map_crop_covers_the_data_vehicles(tiny_data_dir, tiny_domain):
     """Cropping by coverage: (nearly) every data vehicle is within 2 m of a lane segment its scene sees; a crop
     capped at 8 segments (a count budget, as before) misses many."""
-    from domains.traffic import TrafficDomain
+    from genneg.domains.traffic import TrafficDomain
 
     full = tiny_domain.coverage("train")
     assert full["vehicles"] > 500 and full["uncovered"] < 0.01

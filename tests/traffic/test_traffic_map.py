@@ -8,7 +8,7 @@ import pytest
 
 shapely = pytest.importorskip("shapely")
 
-from domains.traffic.map import RoadMap, read_lanelet2_map, read_sumo_net, to_scene_frame  # noqa: E402
+from genneg.domains.traffic.map import RoadMap, read_lanelet2_map, read_sumo_net, to_scene_frame  # noqa: E402
 from traffic_fixtures import write_lanelet2_map  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def test_crop_in_scene_frame(grid_net):
 
 def test_crop_by_coverage_keeps_every_lane_near_the_centre(grid_net):
     """Every lane within the radius is seen (no count budget used up by junction lanes) unless the maximum cuts it."""
-    from domains.traffic.map import select_segments
+    from genneg.domains.traffic.map import select_segments
 
     road = read_sumo_net(grid_net)
     segs = road.segments(20.0, 5)

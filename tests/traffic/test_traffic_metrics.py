@@ -8,16 +8,16 @@ import pytest
 
 shapely = pytest.importorskip("shapely")
 
-from domains.traffic.metrics import (  # noqa: E402
+from genneg.domains.traffic.metrics import (  # noqa: E402
     bootstrap_interval,
     nearest_lane,
     network_weights,
     traffic_metrics,
     wasserstein_1d,
 )
-from domains.traffic.references import data_samples, lane_samples, rejection_cost, shuffled_samples  # noqa: E402
+from genneg.domains.traffic.references import data_samples, lane_samples, rejection_cost, shuffled_samples  # noqa: E402
 from genneg.rng import numpy_rng  # noqa: E402
-from oracles.traffic import collision  # noqa: E402
+from genneg.oracles.traffic import collision  # noqa: E402
 
 CAR = (4.0, 2.0)
 ROAD = shapely.box(-100.0, -4.0, 100.0, 4.0)  # a straight road along x, 8 m wide
@@ -41,7 +41,7 @@ def lanes(num):
 
 
 def reference_of(boxes, defined, networks):
-    from domains.traffic.metrics import scene_features
+    from genneg.domains.traffic.metrics import scene_features
 
     return {**scene_features(boxes, defined, lanes(len(boxes))), "network": np.asarray(networks)}
 

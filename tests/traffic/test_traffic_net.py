@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from domains.traffic.net import SceneNet
+from genneg.domains.traffic.net import SceneNet
 from genneg.diffusion import EDMPrecond
 from traffic_fixtures import B, N, batch
 
@@ -90,7 +90,7 @@ def _rigid(theta, shift):
 
 def _scene(theta=0.0, shift=(0.0, 0.0)):
     """Boxes in metres (4 vehicles) and 3 straight lanes of 5 points, moved and rotated together, encoded."""
-    from domains.traffic.features import LANE_WIDTH_SCALE, POSITION_SCALE, encode_boxes, encode_polylines
+    from genneg.domains.traffic.features import LANE_WIDTH_SCALE, POSITION_SCALE, encode_boxes, encode_polylines
 
     g = torch.Generator().manual_seed(0)
     move, turn = _rigid(theta, shift)
@@ -113,7 +113,7 @@ def _scene(theta=0.0, shift=(0.0, 0.0)):
 
 
 def test_relative_features_are_invariant_to_moving_and_rotating_the_scene_with_its_map():
-    from domains.traffic.relative import lane_context, pair_pose, vehicle_poses
+    from genneg.domains.traffic.relative import lane_context, pair_pose, vehicle_poses
 
     x, lanes, ok = _scene()
     x2, lanes2, ok2 = _scene(theta=2.1, shift=(130.0, -45.0))
@@ -130,7 +130,7 @@ def test_relative_features_are_invariant_to_moving_and_rotating_the_scene_with_i
 
 
 def test_lane_context_follows_the_noisy_position_and_is_differentiable():
-    from domains.traffic.relative import lane_context, vehicle_poses
+    from genneg.domains.traffic.relative import lane_context, vehicle_poses
 
     x, lanes, ok = _scene()
     x = x.clone().requires_grad_(True)

@@ -6,7 +6,7 @@ import pytest
 shapely = pytest.importorskip("shapely")
 
 from genneg.oracle import FunctionOracle, all_of, get_oracle  # noqa: E402
-from oracles.traffic import (  # noqa: E402
+from genneg.oracles.traffic import (  # noqa: E402
     COLLISION_TOLERANCE,
     box_corners,
     collision,

@@ -10,10 +10,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
-from domains.traffic.export import read_scenes_json, scenes_to_dict, to_world, write_scenes_json  # noqa: E402
-from domains.traffic.handoff import simulate_scene, sumo_pose  # noqa: E402
-from domains.traffic.map import to_scene_frame  # noqa: E402
-from domains.traffic.plot import INVALID, VALID  # noqa: E402
+from genneg.domains.traffic.export import read_scenes_json, scenes_to_dict, to_world, write_scenes_json  # noqa: E402
+from genneg.domains.traffic.handoff import simulate_scene, sumo_pose  # noqa: E402
+from genneg.domains.traffic.map import to_scene_frame  # noqa: E402
+from genneg.domains.traffic.plot import INVALID, VALID  # noqa: E402
 
 
 def _scene_with(domain, k):
@@ -130,7 +130,7 @@ def test_export_verdicts_are_reproduced_by_shapely_alone(tiny_domain, tmp_path):
 
 
 def test_handoff_summary_counts_scenes_vehicles_and_failures():
-    from domains.traffic.handoff import handoff_summary
+    from genneg.domains.traffic.handoff import handoff_summary
     from genneg.stats import wilson_interval
 
     outs = [{"placed": ["v0", "v1"], "colliding_vehicles": ["v0", "v1"], "teleports": [],
@@ -152,7 +152,7 @@ def test_handoff_summary_counts_scenes_vehicles_and_failures():
 
 def test_handoff_scenes_sums_up_a_valid_and_a_crashing_scene(tiny_domain):
     pytest.importorskip("libsumo")
-    from domains.traffic.handoff import handoff_scenes, world_scenes
+    from genneg.domains.traffic.handoff import handoff_scenes, world_scenes
 
     x0, cond = _scene_with(tiny_domain, 2)
     samples = tiny_domain.decode(x0, cond)

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("sumo")
 pytest.importorskip("libsumo")
 
-from domains.traffic import TrafficDomain  # noqa: E402
-from domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset  # noqa: E402
-from domains.traffic.data.store import is_generated  # noqa: E402
+from genneg.domains.traffic import TrafficDomain  # noqa: E402
+from genneg.domains.traffic.data import generate_scenes, load_scenes, read_manifest, sumo_preset  # noqa: E402
+from genneg.domains.traffic.data.store import is_generated  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 MAP = {"map_lines": 96, "map_points": 5}

@@ -10,7 +10,7 @@ import pytest
 import shapely
 import torch
 
-from domains.traffic.net import SceneNet
+from genneg.domains.traffic.net import SceneNet
 from genneg.classifier import NoisyClassifier
 from traffic_fixtures import B, N, batch
 
@@ -81,7 +81,7 @@ def test_noisy_vehicle_classifier_guides_with_the_sum_over_vehicles(net):
 
 
 def test_scene_oracle_gives_per_vehicle_flags():
-    from oracles.traffic import SceneOracle
+    from genneg.oracles.traffic import SceneOracle
 
     boxes = np.array([[[0, 0, 0, 4.5, 1.8], [1.0, 0.5, 0, 4.5, 1.8], [30, 0, 0, 4.5, 1.8], [0, 0, 0, 1, 1]],
                       [[0, 0, 0, 4.5, 1.8], [10, 0, 0, 4.5, 1.8], [20, 0, 0, 4.5, 1.8], [20, 0, 0, 4.5, 1.8]]])

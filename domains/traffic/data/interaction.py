@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from domains.traffic.data.config import SceneConfig
-from domains.traffic.data.scenes import concat_scenes, empty_stats, extract_scenes, filter_valid, wrap_angle
+from genneg.domains.traffic.data.config import SceneConfig
+from genneg.domains.traffic.data.scenes import concat_scenes, empty_stats, extract_scenes, filter_valid, wrap_angle
 
 __all__ = ["TRACK_COLUMNS", "read_tracks", "load_interaction"]
 
@@ -71,7 +71,7 @@ def load_interaction(track_files: Sequence[str | os.PathLike], map_file: str | o
     Returns:
         (scenes: dict of arrays as ``load_scenes`` returns, stats: counts of tried / kept / invalid scenes).
     """
-    from domains.traffic.map import read_lanelet2_map
+    from genneg.domains.traffic.map import read_lanelet2_map
 
     if frame_stride < 1 or centres_per_frame < 1:
         raise ValueError(f"frame_stride and centres_per_frame must be >= 1, got {frame_stride}, {centres_per_frame}")

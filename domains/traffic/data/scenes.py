@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from domains.traffic.data.config import SceneConfig
-from domains.traffic.map import RoadMap, to_scene_frame
-from oracles.traffic import scene_infractions
+from genneg.domains.traffic.data.config import SceneConfig
+from genneg.domains.traffic.map import RoadMap, to_scene_frame
+from genneg.oracles.traffic import scene_infractions
 
 __all__ = [
     "SceneArrays", "wrap_angle", "boxes_from_sumo", "extract_scenes", "filter_valid", "concat_scenes", "empty_stats",
@@ -44,7 +44,7 @@ class SceneArrays:
     """A batch of S scenes (numpy arrays, first axis S); ``drivable_area`` holds S Shapely geometries.
 
     The map a model sees is not stored per scene: it is cut from the network's lanes at the scene's ``origin``
-    (``domains.traffic.map.select_segments``), so a change of the crop needs no new simulation.
+    (``genneg.domains.traffic.map.select_segments``), so a change of the crop needs no new simulation.
     """
 
     boxes: np.ndarray  # [S, N, 5] float32, scene frame

@@ -33,8 +33,8 @@ import numpy as np
 
 from genneg.checkpoint import read_json, read_npz
 
-from domains.traffic.data.config import SPLITS, SumoDataConfig
-from domains.traffic.data.scenes import SceneArrays
+from genneg.domains.traffic.data.config import SPLITS, SumoDataConfig
+from genneg.domains.traffic.data.scenes import SceneArrays
 
 __all__ = ["generate_scenes", "is_generated", "load_scenes", "load_road_maps", "read_manifest", "geometry_arrays",
            "check_splits"]
@@ -71,7 +71,7 @@ def generate_scenes(out_dir: str | os.PathLike, cfg: SumoDataConfig,
     Raises:
         ValueError: ``splits`` is empty or names an unknown split.
     """
-    from domains.traffic.data.sumo import plan_networks
+    from genneg.domains.traffic.data.sumo import plan_networks
 
     splits = check_splits(splits)
     folder = Path(out_dir) / f"sumo-{cfg.name}-{cfg.digest()}"
@@ -127,7 +127,7 @@ def _write_json(path: Path, record: dict) -> None:
 def _run_networks(executor: cf.Executor, todo, cfg: SumoDataConfig, folder: Path, done: dict, progress) -> None:
     """Submits one job per network; saves each network's scenes as soon as its job finishes (in any order: a slow
     network never holds back the saving of the others, so a killed run loses only the networks in flight)."""
-    from domains.traffic.data.sumo import run_network
+    from genneg.domains.traffic.data.sumo import run_network
 
     futures = {executor.submit(run_network, s, cfg, str(folder / "networks")): s for s in todo}
     for fut in cf.as_completed(futures):
@@ -164,7 +164,7 @@ def geometry_arrays(road_map) -> dict[str, np.ndarray]:
 def _road_map(data: dict, name: str):
     import shapely
 
-    from domains.traffic.map import RoadMap
+    from genneg.domains.traffic.map import RoadMap
 
     off = data["lane_offsets"]
     lines = [data["lane_xy"][a:b] for a, b in zip(off[:-1], off[1:])]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from domains.traffic.data.config import NETWORK_KINDS, REAL_NETWORKS, SPLITS, SumoDataConfig
-from domains.traffic.data.scenes import SceneArrays, boxes_from_sumo, concat_scenes, empty_stats, extract_scenes
-from domains.traffic.data.scenes import filter_valid
+from genneg.domains.traffic.data.config import NETWORK_KINDS, REAL_NETWORKS, SPLITS, SumoDataConfig
+from genneg.domains.traffic.data.scenes import SceneArrays, boxes_from_sumo, concat_scenes, empty_stats, extract_scenes
+from genneg.domains.traffic.data.scenes import filter_valid
 
 __all__ = ["NetworkSpec", "plan_networks", "sumo_home", "build_network", "build_routes", "simulate", "run_network"]
 
@@ -162,8 +162,8 @@ def _snapshot(veh, vclasses, counts) -> np.ndarray:
 
 def run_network(spec: NetworkSpec, cfg: SumoDataConfig, folder: str) -> tuple[SceneArrays, dict]:
     """One process-pool job: network -> routes -> simulation -> valid scenes of this network, and its stats."""
-    from domains.traffic.data.store import geometry_arrays
-    from domains.traffic.map import read_sumo_net
+    from genneg.domains.traffic.data.store import geometry_arrays
+    from genneg.domains.traffic.map import read_sumo_net
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
