@@ -184,12 +184,21 @@ def write_model_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunCon
         raise ValueError(f"{out} already exists; pass --force to replace it")
     model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
     card = _card(out.name, run_dir, domain, cfg, presets, model, curve, weights)
+    def fill(tmp: Path) -> None:
+        shutil.copyfile(run_dir / CURVE_JSON, tmp / CURVE_JSON)
+        plot_curve(curve["points"], tmp / CURVE_PNG, title=f"{out.name}: {cfg.domain} / {cfg.preset}")
+
+    return _write_folder(out, weights, card, fill)
+
+
+def _write_folder(out: Path, weights: Path, card: dict, fill) -> Path:
+    """Writes the model folder ``out`` in one move: the weights, ``fill(folder)``'s files, the card and card.md are
+    written to a temporary folder beside it, which then replaces ``out``."""
     tmp = out.parent / f".{out.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copyfile(weights, tmp / WEIGHTS)
-    shutil.copyfile(run_dir / CURVE_JSON, tmp / CURVE_JSON)
-    plot_curve(curve["points"], tmp / CURVE_PNG, title=f"{out.name}: {cfg.domain} / {cfg.preset}")
+    fill(tmp)
     write_json(tmp / CARD, card)
     (tmp / CARD_MD).write_text(card_markdown(card))
     if out.exists():
@@ -304,21 +313,14 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunCon
     stages = state["stages"]
     model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
     card = _stage_card(out.name, run_dir, seed_dir, stage, stages, domain, cfg, model, weights)
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copyfile(weights, tmp / WEIGHTS)
-    for name in ("report.md", "results.json"):
-        if (run_dir / name).is_file():
-            shutil.copyfile(run_dir / name, tmp / name)
-    if (run_dir / "figures").is_dir():  # the report's figures
-        shutil.copytree(run_dir / "figures", tmp / "figures")
-    write_json(tmp / CARD, card)
-    (tmp / CARD_MD).write_text(card_markdown(card))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    def fill(tmp: Path) -> None:  # the run's report, its data and figures
+        for name in ("report.md", "results.json"):
+            if (run_dir / name).is_file():
+                shutil.copyfile(run_dir / name, tmp / name)
+        if (run_dir / "figures").is_dir():
+            shutil.copytree(run_dir / "figures", tmp / "figures")
+
+    return _write_folder(out, weights, card, fill)
 
 
 def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: dict, domain, cfg: RunConfig, model,
