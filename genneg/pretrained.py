@@ -215,22 +215,30 @@ def _card(name: str, run_dir: Path, domain, cfg: RunConfig, presets, model, curv
                "num_nll": curve["num_nll"], "infraction": final["infraction"],
                "seconds_per_1000": final["seconds_per_1000"]}
     if nll is not None:
-        metrics["nll"] = {**nll, "lo": nll["mean"] - 1.96 * nll["se"], "hi": nll["mean"] + 1.96 * nll["se"]}
+        metrics["nll"] = _with_interval(nll)
     cpu = replace(cfg, device="cpu", pretrained_base="")
     return {
-        "format": CARD_FORMAT, "name": name, "domain": cfg.domain, "preset": cfg.preset, "seed": cfg.seed,
-        "architecture": architecture(domain, cpu),
-        "data": data_identity(domain, cpu),
+        **_identity(name, domain, cpu, model, weights),
         "training": {"steps": cfg.base.steps, "batch_size": cfg.base.batch_size, "train": cfg.to_dict()["base"],
                      "wall_seconds": sum(s["seconds"] for s in sessions), "sessions": len(sessions),
                      "machine": sorted({s["machine"] for s in sessions}),
                      "code_commit": sorted({s["code_commit"] for s in sessions})},
         "metrics": metrics,
-        "weights": {"file": WEIGHTS, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
-        "probe": probe(model, domain, cpu),
         "reproduce": reproduce_command(cpu, presets, name),
-        "config": cpu.to_dict(),
     }
+
+
+def _identity(name: str, domain, cpu: RunConfig, model, weights: Path) -> dict:
+    """The fields every card has that say what the model is: names, architecture, data, weights, probe, config."""
+    return {"format": CARD_FORMAT, "name": name, "domain": cpu.domain, "preset": cpu.preset, "seed": cpu.seed,
+            "architecture": architecture(domain, cpu), "data": data_identity(domain, cpu),
+            "weights": {"file": WEIGHTS, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
+            "probe": probe(model, domain, cpu), "config": cpu.to_dict()}
+
+
+def _with_interval(nll: dict) -> dict:
+    """An NLL ``{"mean", "se", ...}`` with ``lo``/``hi`` = mean ∓ 1.96 se."""
+    return {**nll, "lo": nll["mean"] - 1.96 * nll["se"], "hi": nll["mean"] + 1.96 * nll["se"]}
 
 
 def _pct(r: dict) -> str:
@@ -340,28 +348,22 @@ def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: di
     metrics = {"stage": stage, "split": "test", "num_samples": cfg.eval.num_samples, "num_nll": cfg.eval.num_nll,
                "infraction": ours["infraction"], "seconds_per_1000": ours["seconds_per_1000"],
                "base": {"infraction": base["infraction"], "seconds_per_1000": base["seconds_per_1000"]}}
-    for key, m in (("nll", ours.get("nll")), ("base_nll", base.get("nll"))):
-        if m is not None:
-            target = metrics if key == "nll" else metrics["base"]
-            target["nll"] = {**m, "lo": m["mean"] - 1.96 * m["se"], "hi": m["mean"] + 1.96 * m["se"]}
+    if "nll" in ours:
+        metrics["nll"] = _with_interval(ours["nll"])
+    if "nll" in base:
+        metrics["base"]["nll"] = _with_interval(base["nll"])
     if "domain" in ours:
         metrics["domain"], metrics["base"]["domain"] = ours["domain"], base.get("domain", {})
     rounds = [{"stage": k, **v["round"]} for k, v in stages.items() if k.startswith("round") and "round" in v]
     return {
-        "format": CARD_FORMAT, "name": name, "stage": stage, "domain": cfg.domain, "preset": cfg.preset,
-        "seed": cfg.seed,
+        **_identity(name, domain, cpu, model, weights), "stage": stage,
         "from": {"base": base_name, "base_sha256": sha256_file(seed_dir / "base.safetensors")},
-        "architecture": architecture(domain, cpu),
-        "data": data_identity(domain, cpu),
         "training": {"steps": cfg.distil.steps, "batch_size": cfg.distil.batch_size, "train": cfg.to_dict()["distil"],
                      "wall_seconds": sum(v.get("seconds", 0.0) for v in stages.values()),
                      "sessions": max(len(sessions), 1), "machine": machines, "code_commit": commits},
         "genneg": {"config": cfg.to_dict()["genneg"], "rounds": rounds},
         "metrics": {**metrics, "step": cfg.distil.steps},
-        "weights": {"file": WEIGHTS, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
-        "probe": probe(model, domain, cpu),
         "reproduce": _run_command(cfg, domain.presets(), base_name, name, stage),
-        "config": cpu.to_dict(),
     }
 
 
