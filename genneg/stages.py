@@ -15,7 +15,7 @@ from pathlib import Path
 from .checkpoint import read_json
 from .config import RunConfig, config_from_dict
 
-__all__ = ["load_stage", "run_stages"]
+__all__ = ["load_stage", "run_stages", "default_stage"]
 
 _ROUND = re.compile(r"round([1-9][0-9]*)")
 _SEED = re.compile(r"seed([0-9]+)")
@@ -25,6 +25,13 @@ def run_stages(cfg: RunConfig) -> list[str]:
     """The stages of a ``genneg run`` seed that load as one denoiser."""
     extra = [b for b in ("no_is", "time_independent", "penalty") if b in cfg.genneg.baselines]
     return ["base", *[f"round{k}" for k in range(1, cfg.genneg.rounds + 1)], "distilled", *extra]
+
+
+def default_stage(run_dir: str | Path) -> str:
+    """The stage ``load_stage`` loads when none is named: a pretrained folder's own (its card's), else ``base``."""
+    from .pretrained import card_stage, is_model_folder, read_card
+
+    return card_stage(read_card(run_dir)) if is_model_folder(run_dir) else "base"
 
 
 def load_stage(run_dir: str | Path, stage: str | None = None, *, seed: int | None = None, domain_path=None,
@@ -46,7 +53,7 @@ def load_stage(run_dir: str | Path, stage: str | None = None, *, seed: int | Non
     run_dir = Path(run_dir)
     if is_model_folder(run_dir):
         card = read_card(run_dir)
-        if stage is not None and stage != card_stage(card):
+        if (stage or card_stage(card)) != card_stage(card):
             raise ValueError(f"{run_dir} is a pretrained model folder: its only stage is {card_stage(card)!r}, not "
                              f"{stage!r}")
         cfg = replace(card_config(card), device=device)

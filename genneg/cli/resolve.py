@@ -86,11 +86,9 @@ def load_run_config(run_dir: Path):
 
 def stage_of(args):
     """``(cfg, domain, denoiser, folder)`` of ``--stage`` in ``--run-dir``; folder None for a pretrained model."""
-    from genneg.pretrained import card_stage, is_model_folder, read_card
-    from genneg.stages import load_stage
+    from genneg.stages import default_stage, load_stage
 
-    if args.stage is None:  # the folder's own stage: a pretrained folder's card says it, a run's default is base
-        args.stage = card_stage(read_card(args.run_dir)) if is_model_folder(args.run_dir) else "base"
+    args.stage = args.stage or default_stage(args.run_dir)  # named in files and logs
     try:
         return load_stage(args.run_dir, args.stage, seed=args.run_seed, domain_path=args.domain_path,
                           device=args.device)
