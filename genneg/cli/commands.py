@@ -135,11 +135,18 @@ def cmd_demo(args):
     import importlib
 
     set_threads(args.threads)
-    demo = importlib.import_module(f"genneg.domains.{args.domain}.demo")
+    try:
+        demo = importlib.import_module(f"genneg.domains.{args.domain}.demo")
+    except ModuleNotFoundError as e:
+        if e.name not in (f"genneg.domains.{args.domain}.demo", f"genneg.domains.{args.domain}"):
+            raise
+        raise SystemExit(f"error: domain {args.domain!r} has no demo (a module genneg.domains.{args.domain}.demo "
+                         "with run_demo); `genneg demo traffic` is one") from None
     models = args.model or list(demo.DEFAULT_MODELS)
     optional = args.optional_model if args.optional_model is not None else (
         list(demo.OPTIONAL_MODELS) if args.model is None else [])
-    report = demo.run_demo(models, args.out, optional=optional, num_samples=args.n, handoff=args.handoff,
+    out = args.out or f"runs/demo-{args.domain}"
+    report = demo.run_demo(models, out, optional=optional, num_samples=args.n, handoff=args.handoff,
                            columns=args.columns, seconds=args.seconds, seed=args.seed, workers=args.workers,
                            device=args.device, progress=None if args.quiet else print)
     say(report.read_text())

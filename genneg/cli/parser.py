@@ -168,14 +168,14 @@ def add_demo(sub):
                        epilog="examples:\n  genneg demo traffic        # pretrained/traffic-cpu, and "
                        "pretrained/traffic-cpu-genneg once shipped\n  genneg demo traffic --model pretrained/"
                        "traffic-cpu --model my-model --out runs/compare")
-    d.add_argument("domain", choices=("traffic",), help="the domain whose models to show")
+    d.add_argument("domain", help="a domain with a demo (genneg.domains.<domain>.demo; today: traffic)")
     d.add_argument("--model", action="append", default=None, metavar="FOLDER",
-                   help="a model folder, a row of the report (repeatable; each must exist; default: "
-                        "pretrained/traffic-cpu)")
+                   help="a model folder, a row of the report (repeatable; each must exist; default: the domain "
+                        "demo's DEFAULT_MODELS, e.g. pretrained/traffic-cpu)")
     d.add_argument("--optional-model", action="append", default=None, metavar="FOLDER",
-                   help="a model folder used when it exists (repeatable; default, when no --model is given: "
-                        "pretrained/traffic-cpu-genneg)")
-    d.add_argument("--out", default="runs/demo-traffic", help="the report folder (default: %(default)s)")
+                   help="a model folder used when it exists (repeatable; default, when no --model is given: the "
+                        "domain demo's OPTIONAL_MODELS, e.g. pretrained/traffic-cpu-genneg)")
+    d.add_argument("--out", default=None, help="the report folder (default: runs/demo-<domain>)")
     d.add_argument("--num-samples", "--n", dest="n", type=int, default=256,
                    help="scenes per model, on the same held-out conditions and noise (default: %(default)s)")
     d.add_argument("--handoff", type=int, default=8, help="scenes per model handed to SUMO (default: %(default)s)")

@@ -129,3 +129,10 @@ def test_the_demo_command_prints_the_report_path(tiny_model, test_cache, tmp_pat
     assert "nowhere/traffic-cpu" in capsys.readouterr().err
     assert main(["demo", "traffic", "--model", str(ROOT / "pretrained" / "toy-default"), "--out", str(out)]) == 2
     assert "holds a 'toy' model" in capsys.readouterr().err
+
+
+def test_a_domain_without_a_demo_is_refused_by_name():
+    from genneg.cli import main
+
+    with pytest.raises(SystemExit, match="domain 'toy' has no demo"):
+        main(["demo", "toy"])
