@@ -22,6 +22,14 @@ the oracle's per-vehicle flags), +inf on padded slots (an absent vehicle is vali
 vehicle's logit also reads the pairs it is part of (its relative pose to every other vehicle, their tokens),
 max-pooled over the others: the collision classifier.
 
+With ``relative_values`` the relative features also carry the offsets and directions in the scene frame
+(``relative.in_scene_frame``) and each pair's embedding is added to the value a vehicle reads from the other: a
+vehicle's update can then be a sum of scene-frame offsets to its neighbours and lane points (move away from the car on
+top of me, towards my lane), which scalar attention biases over neighbours' tokens cannot express. Without it the
+base shipped as ``pretrained/traffic-cpu`` kept a flat 62 % collision rate from step 1,000 to 12,000, while its
+off-road rate fell from 78 % to 23 %: colliding pairs overlap by 64 % of a box (median), duplicates rather than
+near misses.
+
 ``cond`` (a dict of tensors, see ``genneg.domains.traffic.TrafficDomain``):
     ``ego [B, 6]``, ``defined [B, N - 1]`` bool, ``map [B, L, P, 6]`` (x, y, dx, dy, width, internal, normalised),
     ``map_defined [B, L]``.
@@ -34,7 +42,7 @@ from torch import Tensor, nn
 
 from genneg.nn import FourierFeatures, SigmaEmbedding
 
-from .relative import LANE_FEATURES, PAIR_FEATURES, lane_context, pair_pose, vehicle_poses
+from .relative import LANE_FEATURES, PAIR_FEATURES, in_scene_frame, lane_context, pair_pose, vehicle_poses
 
 __all__ = ["SceneNet", "MapEncoder", "VEHICLE_FEATURES", "OUTPUTS"]
 
@@ -74,14 +82,14 @@ class MapEncoder(nn.Module):
 
 
 class _Offsets(nn.Module):
-    """Fourier features of the first two columns (relative offsets), the other columns passed through."""
+    """Fourier features of the first ``k`` columns (relative offsets), the other columns passed through."""
 
-    def __init__(self, fourier: FourierFeatures, columns: int):
+    def __init__(self, fourier: FourierFeatures, k: int = 2):
         super().__init__()
-        self.fourier, self.columns = fourier, columns
+        self.fourier, self.k = fourier, k
 
     def forward(self, f: Tensor) -> Tensor:
-        return torch.cat([self.fourier(f[..., :2]), f[..., 2:]], -1)
+        return torch.cat([self.fourier(f[..., :self.k]), f[..., self.k:]], -1)
 
 
 class _LaneAttention(nn.Module):
@@ -103,10 +111,11 @@ class _LaneAttention(nn.Module):
 
 
 class _Block(nn.Module):
-    """Pre-norm block with σ-adaptive LayerNorms: vehicle self-attention (biased by relative pose), attention to
-    each vehicle's own lane points, cross-attention to the map tokens, MLP."""
+    """Pre-norm block with σ-adaptive LayerNorms: vehicle self-attention (biased by relative pose; with
+    ``pair_values`` each pair's embedding is added to the value read), attention to each vehicle's own lane points,
+    cross-attention to the map tokens, MLP."""
 
-    def __init__(self, width: int, heads: int, emb_dim: int):
+    def __init__(self, width: int, heads: int, emb_dim: int, pair_values: bool = False):
         super().__init__()
         self.heads = heads
         self.norms = nn.ModuleList(nn.LayerNorm(width, elementwise_affine=False) for _ in range(4))
@@ -114,6 +123,7 @@ class _Block(nn.Module):
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)
         self.pair_bias = nn.Linear(width, heads)
+        self.pair_value = nn.Linear(width, width) if pair_values else None
         self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.lane_attn = _LaneAttention(width, heads)
         self.cross_attn = nn.MultiheadAttention(width, heads, batch_first=True)
@@ -125,13 +135,28 @@ class _Block(nn.Module):
         bias = self.pair_bias(pairs).permute(0, 3, 1, 2)  # [B, H, T, T]
         bias = bias.masked_fill(pad[:, None, None, :], float("-inf")).flatten(0, 1)  # padded keys never attended
         z = self.norms[0](h) * (1 + s1) + b1
-        h = h + self.self_attn(z, z, z, attn_mask=bias, need_weights=False)[0]
+        if self.pair_value is None:
+            h = h + self.self_attn(z, z, z, attn_mask=bias, need_weights=False)[0]
+        else:
+            h = h + self._pair_attention(z, bias, pairs)
         z = self.norms[1](h) * (1 + s2) + b2
         h = h + self.lane_attn(z, *lanes)
         z = self.norms[2](h) * (1 + s3) + b3
         h = h + self.cross_attn(z, map_tokens, map_tokens, key_padding_mask=map_pad, need_weights=False)[0]
         z = self.norms[3](h) * (1 + s4) + b4
         return h + self.mlp(z)
+
+    def _pair_attention(self, z: Tensor, bias: Tensor, pairs: Tensor) -> Tensor:
+        """``self_attn``'s attention (same weights) with values ``v_j + pair_value(pairs_ij)``."""
+        b, t, w = z.shape
+        h, d = self.heads, w // self.heads
+        attn = self.self_attn
+        q, k, v = nn.functional.linear(z, attn.in_proj_weight, attn.in_proj_bias).view(b, t, 3, h, d).unbind(2)
+        logits = torch.einsum("bihd,bjhd->bhij", q, k) / d**0.5 + bias.view(b, h, t, t)
+        a = logits.softmax(-1)  # [B, H, i, j]; the ego is never padded, so every row has a key
+        u = self.pair_value(pairs).view(b, t, t, h, d)  # [B, i, j, H, d]
+        out = torch.einsum("bhij,bjhd->bihd", a, v) + torch.einsum("bhij,bijhd->bihd", a, u)
+        return attn.out_proj(out.reshape(b, t, w))
 
 
 class _VehicleHead(nn.Module):
@@ -168,10 +193,13 @@ class SceneNet(nn.Module):
             collisions depend on).
         lane_points: K, the lane points each vehicle reads in its own frame.
         sigma_data: the domain's data scale (to recover the noisy positions from the EDM-scaled input).
+        relative_values: scene-frame offsets in the relative features and pair embeddings in the attention values
+            (see the module's docstring); False builds the network of the models shipped before it.
     """
 
     def __init__(self, out: str = "denoiser", width: int = 128, depth: int = 3, heads: int = 4, num_freqs: int = 6,
-                 lane_points: int = 16, sigma_data: float = 0.6, pair_head: bool = False):
+                 lane_points: int = 16, sigma_data: float = 0.6, pair_head: bool = False,
+                 relative_values: bool = False):
         super().__init__()
         if out not in OUTPUTS:
             raise ValueError(f"SceneNet out must be one of {list(OUTPUTS)}, got {out!r}")
@@ -184,16 +212,22 @@ class SceneNet(nn.Module):
         self.inp = nn.Linear(self.features.out_dim, width)
         self.ego_inp = nn.Linear(self.features.out_dim, width)  # the ego's own embedding: it is clean, not noisy
         self.lane_points, self.sigma_data, self.heads = int(lane_points), float(sigma_data), heads
-        rel = FourierFeatures(2, num_freqs=num_freqs, min_freq=0.5, max_freq=16.0)  # offsets to ~0.3 m
-        self.lane_emb = nn.Sequential(_Offsets(rel, len(LANE_FEATURES)), nn.Linear(rel.out_dim + len(LANE_FEATURES) - 2,
-                                                                                   width), nn.SiLU(), nn.Linear(width, width))
+        self.relative_values = bool(relative_values)
+        k = 4 if relative_values else 2  # offset columns: own frame, and the scene frame with relative_values
+        rel = FourierFeatures(k, num_freqs=num_freqs, min_freq=0.5, max_freq=16.0)  # offsets to ~0.3 m
+        extra = 4 if relative_values else 0  # in_scene_frame's offset and direction
+
+        def embedding(columns: int) -> nn.Sequential:
+            return nn.Sequential(_Offsets(rel, k), nn.Linear(rel.out_dim + columns + extra - k, width), nn.SiLU(),
+                                 nn.Linear(width, width))
+
+        self.lane_emb = embedding(len(LANE_FEATURES))
         self.lane_kv = nn.Linear(width, 2 * width)
-        self.pair_emb = nn.Sequential(_Offsets(rel, len(PAIR_FEATURES)), nn.Linear(rel.out_dim + len(PAIR_FEATURES) - 2,
-                                                                                   width), nn.SiLU(), nn.Linear(width, width))
+        self.pair_emb = embedding(len(PAIR_FEATURES))
         self.sigma_emb = SigmaEmbedding(width)
         self.map_encoder = MapEncoder(width)
         self.null_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.blocks = nn.ModuleList(_Block(width, heads, width) for _ in range(depth))
+        self.blocks = nn.ModuleList(_Block(width, heads, width, relative_values) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         if out == "vehicle_classifier":
             self.head = _VehicleHead(width, pair_head)
@@ -210,11 +244,14 @@ class SceneNet(nn.Module):
         x_in = x_in * defined[..., None].to(x_in.dtype)  # padded inputs zeroed: no NaN can leak
         c_in = ((4 * c_noise).exp() ** 2 + self.sigma_data**2).rsqrt()[:, None, None]  # EDM's input scaling
         xy, head = vehicle_poses(torch.cat([ego[:, None], x_in / c_in], 1))  # noisy poses in metres, ego first
-        lanes = lane_context(xy, head, polylines, map_defined, self.lane_points)
-        b, t, k = lanes[1].shape
-        key, val = self.lane_kv(self.lane_emb(lanes[0])).view(b, t, k, self.heads, -1).chunk(2, -1)
-        lanes = (key, val, lanes[1])
-        pairs = self.pair_emb(pair_pose(xy, head))
+        lanes, lane_ok = lane_context(xy, head, polylines, map_defined, self.lane_points)
+        pairs = pair_pose(xy, head)
+        if self.relative_values:
+            lanes, pairs = in_scene_frame(lanes, head), in_scene_frame(pairs, head)
+        b, t, k = lane_ok.shape
+        key, val = self.lane_kv(self.lane_emb(lanes)).view(b, t, k, self.heads, -1).chunk(2, -1)
+        lanes = (key, val, lane_ok)
+        pairs = self.pair_emb(pairs)
         defined = torch.cat([torch.ones_like(defined[:, :1]), defined], 1)  # the ego is always there
         keep = defined[..., None].to(x_in.dtype)
         h = torch.cat([self.ego_inp(self.features(ego))[:, None], self.inp(self.features(x_in))], 1)

@@ -19,7 +19,8 @@ from torch import Tensor
 
 from .features import POSITION_SCALE
 
-__all__ = ["RELATIVE_SCALE", "vehicle_poses", "lane_context", "pair_pose", "LANE_FEATURES", "PAIR_FEATURES"]
+__all__ = ["RELATIVE_SCALE", "vehicle_poses", "lane_context", "pair_pose", "in_scene_frame", "LANE_FEATURES",
+           "PAIR_FEATURES"]
 
 RELATIVE_SCALE = 10.0  # metres per unit of the relative offsets
 RELATIVE_CLAMP = 6.0  # units: 60 m
@@ -39,6 +40,20 @@ def _to_frame(d: Tensor, head: Tensor) -> Tensor:
     """Vectors ``d [..., 2]`` in the frame whose +x axis is the unit ``head [..., 2]``."""
     c, s = head[..., :1], head[..., 1:]
     return torch.cat([d[..., :1] * c + d[..., 1:] * s, d[..., 1:] * c - d[..., :1] * s], -1)
+
+
+def in_scene_frame(f: Tensor, head: Tensor) -> Tensor:
+    """``lane_context`` or ``pair_pose`` features ``[B, T, K, F]`` with their offset and direction (columns 0-3, in
+    each vehicle's own frame) also given in the scene frame: ``[B, T, K, F + 4]``, the scene-frame pair after them.
+
+    A network's output moves a vehicle in the scene frame; a message that says "the lane is 1 m to my left" must be
+    rotated by the vehicle's heading before it can say where to move, a product an MLP approximates poorly."""
+    c, s = head[:, :, None, :1], head[:, :, None, 1:]
+
+    def back(v: Tensor) -> Tensor:  # the inverse of _to_frame
+        return torch.cat([v[..., :1] * c - v[..., 1:] * s, v[..., :1] * s + v[..., 1:] * c], -1)
+
+    return torch.cat([f[..., :2], back(f[..., :2]), f[..., 2:4], back(f[..., 2:4]), f[..., 4:]], -1)
 
 
 def _offsets(d: Tensor) -> list[Tensor]:

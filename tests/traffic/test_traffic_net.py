@@ -10,10 +10,12 @@ from genneg.diffusion import EDMPrecond
 from traffic_fixtures import B, N, batch
 
 
-@pytest.fixture(params=["denoiser", "classifier"])
+@pytest.fixture(params=[("denoiser", False), ("classifier", False), ("denoiser", True), ("classifier", True)],
+                ids=lambda p: f"{p[0]}-relative_values={p[1]}")
 def net(request):
     torch.manual_seed(0)
-    net = SceneNet(out=request.param, width=32, depth=2, heads=4)
+    out, relative_values = request.param
+    net = SceneNet(out=out, width=32, depth=2, heads=4, relative_values=relative_values)
     for p in net.parameters():  # zero-initialised heads would make every check trivially pass
         torch.nn.init.normal_(p, std=0.3)
     return net.eval()
@@ -127,6 +129,50 @@ def test_relative_features_are_invariant_to_moving_and_rotating_the_scene_with_i
     assert valid.all() and valid2.all() and f.shape == (1, 4, 6, 7)
     torch.testing.assert_close(f, f2, atol=1e-5, rtol=0)  # boxes are encoded in float32
     torch.testing.assert_close(pair_pose(xy, head), pair_pose(xy2, head2), atol=1e-5, rtol=0)
+
+
+def test_scene_frame_features_are_the_world_offsets_and_turn_with_the_scene():
+    from genneg.domains.traffic.relative import RELATIVE_SCALE, in_scene_frame, lane_context, pair_pose, vehicle_poses
+
+    x, lanes, ok = _scene()
+    x2, lanes2, ok2 = _scene(theta=2.1, shift=(130.0, -45.0))
+    xy, head = vehicle_poses(x)
+    xy2, head2 = vehicle_poses(x2)
+    pairs, pairs2 = in_scene_frame(pair_pose(xy, head), head), in_scene_frame(pair_pose(xy2, head2), head2)
+    assert pairs.shape == (1, 4, 4, 9)
+    offset = (xy[:, None, :, :] - xy[:, :, None, :]) / RELATIVE_SCALE  # p_j - p_i in the scene frame (all < 60 m)
+    torch.testing.assert_close(pairs[..., 2:4], offset, atol=1e-5, rtol=0)
+    torch.testing.assert_close(pairs[..., 6:8], head[:, None].expand(-1, 4, -1, -1), atol=1e-5, rtol=0)  # j's heading
+    turn = _rigid(2.1, (0.0, 0.0))[1]
+    torch.testing.assert_close(pairs2[..., 2:4], turn(offset.double()).to(pairs.dtype), atol=1e-4, rtol=0)
+    own = [0, 1, 4, 5, 8]  # the own-frame columns stay invariant
+    torch.testing.assert_close(pairs[..., own], pairs2[..., own], atol=1e-5, rtol=0)
+    f, _ = lane_context(xy, head, lanes, ok, k=6)
+    f2, _ = lane_context(xy2, head2, lanes2, ok2, k=6)
+    g, g2 = in_scene_frame(f, head), in_scene_frame(f2, head2)
+    assert g.shape == (1, 4, 6, 11)
+    torch.testing.assert_close(g2[..., 2:4], turn(g[..., 2:4].double()).to(g.dtype), atol=1e-4, rtol=0)
+    torch.testing.assert_close(g2[..., 6:8], turn(g[..., 6:8].double()).to(g.dtype), atol=1e-4, rtol=0)
+
+
+def test_relative_values_add_pair_embeddings_to_the_attention_values():
+    """The option adds one value projection per block (the shipped layout is otherwise unchanged), and that path
+    is live: it changes the outputs and receives gradients."""
+    x, c_noise, cond = batch()
+    torch.manual_seed(0)
+    net = SceneNet(width=32, depth=1, heads=2, relative_values=True)
+    for p in net.parameters():  # the zero-initialised head would hide every path
+        torch.nn.init.normal_(p, std=0.3)
+    old = SceneNet(width=32, depth=1, heads=2)
+    assert old.blocks[0].pair_value is None
+    assert set(net.state_dict()) - set(old.state_dict()) == {"blocks.0.pair_value.weight", "blocks.0.pair_value.bias"}
+    out = net(x, c_noise, cond)
+    out[cond["defined"]].pow(2).sum().backward()
+    assert net.blocks[0].pair_value.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        net.blocks[0].pair_value.weight.zero_()
+        net.blocks[0].pair_value.bias.zero_()
+        assert not torch.allclose(net(x, c_noise, cond)[cond["defined"]], out[cond["defined"]].detach())
 
 
 def test_lane_context_follows_the_noisy_position_and_is_differentiable():
