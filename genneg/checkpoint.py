@@ -110,7 +110,8 @@ def read_npz(path: str | Path, what: str = "array", required: Sequence[str] = ()
     return data
 
 
-def save_weights(path: str | Path, state: dict[str, torch.Tensor] | torch.nn.Module, config: dict | None = None) -> Path:
+def save_weights(path: str | Path, state: dict[str, torch.Tensor] | torch.nn.Module,
+                 config: dict | None = None) -> Path:
     """Writes tensors (or a module's state_dict) as safetensors, with ``config`` as JSON metadata."""
     if isinstance(state, torch.nn.Module):
         state = state.state_dict()
@@ -131,7 +132,8 @@ def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             meta = f.metadata() or {}
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); was it truncated or not written by genneg?") from e
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); "
+                         "was it truncated or not written by genneg?") from e
     return state, json.loads(meta.get("config", "{}"))
 
 

@@ -169,7 +169,8 @@ def defined_mask(cond: Any, like: Tensor) -> Tensor | None:
     if defined is None:
         return None
     if tuple(defined.shape) != tuple(like.shape[: defined.ndim]):
-        raise ValueError(f"cond['defined'] of shape {tuple(defined.shape)} does not match x of shape {tuple(like.shape)}")
+        raise ValueError(f"cond['defined'] of shape {tuple(defined.shape)} does not match x of shape "
+                         f"{tuple(like.shape)}")
     return append_dims(defined.to(like.dtype), like.ndim).expand_as(like)
 
 

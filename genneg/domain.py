@@ -111,7 +111,8 @@ def get_domain(name: str, *, domain_path: str | Path | None = None, **kwargs) ->
         try:
             factory = importlib.import_module(f"genneg.domains.{name}").make_domain
         except ModuleNotFoundError as e:
-            if e.name not in (f"genneg.domains.{name}", "genneg.domains"):  # the domain exists but a dependency is missing
+            # another module is missing: the domain exists but a dependency is not installed
+            if e.name not in (f"genneg.domains.{name}", "genneg.domains"):
                 raise missing_dependency(name, e) from e
             raise KeyError(f"unknown domain {name!r}; available: {', '.join(available_domains()) or 'none'}") from None
     domain = factory(**kwargs)

@@ -47,9 +47,10 @@ def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = Fals
     """
     x0, cond = domain.dataset("train")
     model = build_denoiser(domain, cfg)
-    res = train(model, base_objective(domain, cfg), data_dict(x0, cond), streamed(cfg.base, cfg.seed, "base"), run_dir=run_dir,
-                name="base", resume=resume, config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data},
-                callback=callback, on_step=on_step)
+    res = train(model, base_objective(domain, cfg), data_dict(x0, cond), streamed(cfg.base, cfg.seed, "base"),
+                run_dir=run_dir, name="base", resume=resume,
+                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data}, callback=callback,
+                on_step=on_step)
     return res.model
 
 
@@ -62,5 +63,6 @@ def load_denoiser(domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
     except RuntimeError as e:  # a tensor of another shape: weights of another architecture
         raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser of this config: {e}") from e
     if missing or unexpected:
-        raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(f"{path} does not match the {cfg.domain!r} denoiser "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.eval().requires_grad_(False)

@@ -12,9 +12,9 @@ A folder (``pretrained/<domain>-<preset>/`` in this repository) holds::
     report.md, results.json, figures/   the report of the ``genneg run`` that made it (a distilled model)
 
 ``write_model_folder`` makes one from a finished ``genneg train`` run, ``write_stage_folder`` from the distilled
-stage of a finished ``genneg run``; the card's ``stage`` says which (absent: ``base``). ``load_pretrained`` refuses a folder whose
-weights do not match their sha256, or whose card's architecture or data differ from what the current code builds
-for the run's config (naming the field and the command that retrains it). Nothing is ever downloaded.
+stage of a finished ``genneg run``; the card's ``stage`` says which (absent: ``base``). ``load_pretrained`` refuses
+a folder whose weights do not match their sha256, or whose card's architecture or data differ from what the current
+code builds for the run's config (naming the field and the command that retrains it). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from .config import RunConfig, config_from_dict
 from .curve import CURVE_JSON, CURVE_PNG, TrainSessions, plot_curve
 from .models import build_denoiser, load_denoiser
 
-__all__ = ["write_model_folder", "write_stage_folder", "card_stage", "load_pretrained", "install_base", "read_card", "card_config", "check_card",
-           "verify_weights", "is_model_folder", "resolve_folder", "architecture", "data_identity", "probe",
-           "reproduce_command", "CARD_FORMAT"]
+__all__ = ["write_model_folder", "write_stage_folder", "card_stage", "load_pretrained", "install_base", "read_card",
+           "card_config", "check_card", "verify_weights", "is_model_folder", "resolve_folder", "architecture",
+           "data_identity", "probe", "reproduce_command", "CARD_FORMAT"]
 
 CARD_FORMAT = 1
 WEIGHTS, CARD, CARD_MD = "model.safetensors", "card.json", "card.md"

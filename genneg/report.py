@@ -177,7 +177,8 @@ def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: 
                      f"{d['mean']:+.3f} ± {d['se']:.3f} nats (paired).")
     for stage, r in rows.items():
         if any(r.get("collapsed", [])):
-            notes.append(f"- {r['label']}: classifier collapsed to the prior in {sum(r['collapsed'])} seed(s): it guides nothing.")
+            notes.append(f"- {r['label']}: classifier collapsed to the prior in {sum(r['collapsed'])} seed(s): "
+                         "it guides nothing.")
         for why in r.get("skipped", []):
             notes.append(f"- {r['label']}: round skipped ({why}).")
         if "per_reason" in r:
@@ -187,7 +188,8 @@ def markdown(domain_name: str, cfg: RunConfig, agg: dict, wall: float, n_seeds: 
                 for k, v in r["per_reason"].items()) + ".")
         if r["undefined"]:
             notes.append(f"- {r['label']}: {r['undefined']} samples had no oracle verdict (excluded).")
-    notes += ["", "![samples per stage](figures/samples.png)", "", "![infraction vs NLL](figures/infraction_vs_nll.png)", ""]
+    notes += ["", "![samples per stage](figures/samples.png)", "",
+              "![infraction vs NLL](figures/infraction_vs_nll.png)", ""]
     return "\n".join(notes)
 
 

@@ -1,7 +1,8 @@
 """The denoiser of any stage of any folder genneg writes, for ``genneg sample`` and ``genneg eval``.
 
-Folders: a pretrained model folder (``genneg.pretrained``; its one stage, ``base`` or ``distilled``), a ``genneg train`` run (a
-``<stage>.safetensors`` beside its ``config.json``), and a ``genneg run`` folder or one of its ``seed<S>/`` folders,
+Folders: a pretrained model folder (``genneg.pretrained``; its one stage, ``base`` or ``distilled``), a
+``genneg train`` run (a ``<stage>.safetensors`` beside its ``config.json``), and a ``genneg run`` folder or one of
+its ``seed<S>/`` folders,
 whose stages are ``base``, ``round1`` … ``roundK`` (the base guided by classifiers 1..k, as the run evaluated it),
 ``distilled``, and the ablations ``no_is``, ``time_independent`` and ``penalty``.
 """

@@ -195,7 +195,8 @@ def export_run(run_dir: str | Path, stages=("base", "distilled"), n: int = 4, ou
             feats = s["s_features"][i][d]
             verts, joints = (a.numpy() for a in domain.pose(torch.as_tensor(feats)))
             bad = [k[2:] for k in s if k.startswith("r_") and s[k][i]]
-            panels.append(MotionPanel(joints, verts, f"{stage}: {'invalid (' + ', '.join(bad) + ')' if bad else 'valid'}"))
+            verdict = "invalid (" + ", ".join(bad) + ")" if bad else "valid"
+            panels.append(MotionPanel(joints, verts, f"{stage}: {verdict}"))
             write_amass(out / f"sample{i}_{stage}.npz", feats, domain.body, domain.fps)
             write_meshes(domain.body, verts, out / f"sample{i}_{stage}_meshes", mesh_format)
         write_gif(out / f"sample{i}_{'_vs_'.join(stages)}.gif", panels, domain.fps)

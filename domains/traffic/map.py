@@ -90,7 +90,8 @@ class RoadMap:
         self._segments: dict = {}
 
     def __repr__(self):
-        return f"RoadMap({self.name!r}, {len(self.lines)} lanes, bounds={tuple(round(float(b), 1) for b in self.bounds)})"
+        bounds = tuple(round(float(b), 1) for b in self.bounds)
+        return f"RoadMap({self.name!r}, {len(self.lines)} lanes, bounds={bounds})"
 
     @property
     def bounds(self) -> np.ndarray:

@@ -190,7 +190,8 @@ def infraction_measures(flags: dict[str, np.ndarray], defined: np.ndarray, ego_d
     """Infraction rates per scene and per generated vehicle, overall and by distance band, with intervals.
 
     Args:
-        flags: ``{reason: bool [S, N]}`` per-vehicle flags (``genneg.oracles.traffic.scene_infractions``), the ego in slot 0.
+        flags: ``{reason: bool [S, N]}`` per-vehicle flags (``genneg.oracles.traffic.scene_infractions``), the ego
+            in slot 0.
         defined: [S, N]; ego_distance: [S, N - 1] metres of the generated vehicles from the ego.
         groups: [S] network index of each scene; weights: ``network_weights`` of them.
         radius: the scene radius: the last band ends there, and the share of generated vehicles beyond it is

@@ -2,8 +2,8 @@
 
 ``cond`` stays a dict of tensors (the engine slices it), so no Shapely geometry travels with a batch: decoded
 samples are ``{"boxes" [B, N, 5], "defined" [B, N], "scene" [B]}`` and ``MapOracle`` adds each scene's
-drivable-area crop from the domain's table before calling the inner oracle (any oracle of ``genneg.oracles.traffic``, or a
-composition of registered ones).
+drivable-area crop from the domain's table before calling the inner oracle (any oracle of
+``genneg.oracles.traffic``, or a composition of registered ones).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class MapOracle:
 
     def __call__(self, samples, cond=None) -> OracleResult:
         if not isinstance(samples, Mapping) or "scene" not in samples or "boxes" not in samples:
-            raise KeyError("traffic samples must be a mapping with 'boxes', 'defined' and 'scene' (TrafficDomain.decode)")
+            raise KeyError("traffic samples must be a mapping with 'boxes', 'defined' and 'scene' "
+                           "(TrafficDomain.decode)")
         ids = np.asarray(samples["scene"]).astype(np.int64)
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= len(self.areas))):
             raise ValueError(f"scene ids must be 1-D in [0, {len(self.areas)}), got shape {ids.shape}")

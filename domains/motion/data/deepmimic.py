@@ -21,11 +21,12 @@ import numpy as np
 from ..rotations import normalize_quat, quat_to_matrix, rot_y, rotation_between, slerp_quats
 from ..skeleton import JOINT_NAMES, NUM_JOINTS, PARENTS, joint_index
 
-__all__ = ["DM_JOINTS", "Clip", "default_clip_paths", "read_clip", "resample",
-           "forward_kinematics", "dm_rest_positions", "rest_corrections", "retarget_to_smpl", "AXIS_CHANGE"]  # fmt: skip
+__all__ = ["DM_JOINTS", "Clip", "default_clip_paths", "read_clip", "resample", "forward_kinematics",
+           "dm_rest_positions", "rest_corrections", "retarget_to_smpl", "AXIS_CHANGE"]  # fmt: skip
 
 DM_JOINTS = ("root", "chest", "neck", "right_hip", "right_knee", "right_ankle", "right_shoulder", "right_elbow",
-             "right_wrist", "left_hip", "left_knee", "left_ankle", "left_shoulder", "left_elbow", "left_wrist")  # fmt: skip
+             "right_wrist", "left_hip", "left_knee", "left_ankle", "left_shoulder", "left_elbow",
+             "left_wrist")  # fmt: skip
 DM_PARENTS = {"root": None, "chest": "root", "neck": "chest", "right_hip": "root", "right_knee": "right_hip",
               "right_ankle": "right_knee", "right_shoulder": "chest", "right_elbow": "right_shoulder",
               "right_wrist": "right_elbow", "left_hip": "root", "left_knee": "left_hip",
@@ -206,7 +207,8 @@ def rest_corrections(smpl_rest: np.ndarray) -> np.ndarray:
     out = np.repeat(np.eye(3)[None], NUM_JOINTS, 0)
     for name, (child, bone) in BONE_MATCH.items():
         d_smpl = smpl_rest[joint_index(child)] - smpl_rest[joint_index(name)]
-        d_dm = np.array([0.0, 1.0, 0.0]) if bone == "up" else dm[DM_JOINTS.index(bone[1])] - dm[DM_JOINTS.index(bone[0])]
+        d_dm = (np.array([0.0, 1.0, 0.0]) if bone == "up"
+                else dm[DM_JOINTS.index(bone[1])] - dm[DM_JOINTS.index(bone[0])])
         out[joint_index(name)] = rotation_between(d_smpl, d_dm)
     for name, source in COPY_CORRECTION.items():
         out[joint_index(name)] = out[joint_index(source)]

@@ -292,7 +292,8 @@ def _manifest(cfg: WindowConfig, data: dict) -> dict:
              for c, k, f, j in zip(data["label_names"], data["cycles"], data["loop_fix_deg"], data["join_ratio"])
              if k > 0}  # fmt: skip
     return {"version": DATA_VERSION, "body": str(data["body"]), "config": asdict(cfg), "windows": counts,
-            "frames": frames, "windows_per_clip": per_clip, "tiled": loops, "label_names": [str(n) for n in data["label_names"]]}  # fmt: skip
+            "frames": frames, "windows_per_clip": per_clip, "tiled": loops,
+            "label_names": [str(n) for n in data["label_names"]]}  # fmt: skip
 
 
 def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str | Path | None = None,
@@ -307,7 +308,8 @@ def cache_windows(cfg: WindowConfig = WindowConfig(), body=None, cache_dir: str 
         from ..body import load_body
 
         body = load_body()
-    root = Path(cache_dir).expanduser() if cache_dir else Path(os.environ.get("GENNEG_CACHE", "~/.cache/genneg")).expanduser()
+    root = (Path(cache_dir).expanduser() if cache_dir
+            else Path(os.environ.get("GENNEG_CACHE", "~/.cache/genneg")).expanduser())
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"motion-windows-{_cache_key(cfg, body.name)}.npz"
     if not path.is_file():

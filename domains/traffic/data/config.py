@@ -94,7 +94,8 @@ class SumoDataConfig:
             raise ValueError("trip_period and snapshot_every must be > 0 and warmup >= 0")
         if self.snapshots < 1 or self.centres_per_snapshot < 1 or self.workers < 1:
             raise ValueError("snapshots, centres_per_snapshot and workers must be >= 1")
-        if not self.vehicle_types or any(len(t) != 4 or t[1] <= 0 or t[2] <= 0 or t[3] <= 0 for t in self.vehicle_types):
+        if not self.vehicle_types or any(len(t) != 4 or t[1] <= 0 or t[2] <= 0 or t[3] <= 0
+                                         for t in self.vehicle_types):
             raise ValueError(f"vehicle_types must be (id, length > 0, width > 0, probability > 0) tuples")
 
     @property

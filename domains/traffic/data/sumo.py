@@ -29,7 +29,8 @@ def sumo_home() -> Path:
     try:
         import sumo
     except ImportError as e:
-        raise ImportError("SUMO scene data needs eclipse-sumo, libsumo and sumolib: pip install 'genneg[traffic]'") from e
+        raise ImportError("SUMO scene data needs eclipse-sumo, libsumo and sumolib: "
+                          "pip install 'genneg[traffic]'") from e
     return Path(sumo.SUMO_HOME)
 
 
