@@ -2,9 +2,10 @@
 
 Units and frame: SMPL meshes in metres, +Y up, the floor is the plane y = 0. A batch holds B motions of T frames:
 the height of each frame's lowest mesh vertex ``lowest_height[B, T]`` (or the vertices ``vertices[B, T, V, 3]``,
-whose lowest is taken), the two toe joints ``toes[B, T, 2, 3]`` (SMPL ``left_foot``, ``right_foot``; or the joints
-``joints[B, T, J, 3]`` with their indices ``toe_joints[2]``), and an optional frame mask ``defined[B, T]`` (False =
-padding, never checked). The oracles read nothing else, so a domain's ``decode`` hands them only these.
+whose lowest is taken), the two toe joints ``toes[B, T, 2, 3]`` (SMPL ``left_foot``, ``right_foot``; or SMPL's 24
+joints ``joints[B, T, 24, 3]``, of which ``SMPL_TOE_INDICES`` are taken), and an optional frame mask
+``defined[B, T]`` (False = padding, never checked). The oracles read nothing else, so a domain's ``decode`` hands
+them only these.
 
 Continuous metrics (reported for generated and real data):
 
@@ -332,10 +333,11 @@ def calibrate_thresholds(lowest, toes, fps: float = 20.0, defined=None, *, pass_
 
 # Calibrated with calibrate_thresholds(pass_rate=0.99, float_mm=200) on the 1,368 real *train* windows of
 # genneg.domains.motion.calibration.CALIBRATION_WINDOWS (stride 1, uncut, mirrored copies included; 43,896 frames) on
-# proxy-smpl-v2; recompute with genneg.domains.motion.calibration.recalibrate(), which also reports the held-out windows'
-# margins. Penetration is set by the deepest train frames (29.9 mm), skating by the 1 % most skating windows (max
-# 0.103), flight by the jumps. Airborne means 20 cm up: the retargeted cartwheel and crawl keep their lowest vertex
-# 3-15 cm above the floor for whole windows (the DeepMimic humanoid's hands reach the floor where the proxy's do not).
+# proxy-smpl-v2; recompute with genneg.domains.motion.calibration.recalibrate(), which also reports the held-out
+# windows' margins. Penetration is set by the deepest train frames (29.9 mm), skating by the 1 % most skating
+# windows (max 0.103), flight by the jumps. Airborne means 20 cm up: the retargeted cartwheel and crawl keep their
+# lowest vertex 3-15 cm above the floor for whole windows (the DeepMimic humanoid's hands reach the floor where the
+# proxy's do not).
 DEFAULT_THRESHOLDS = MotionThresholds(penetration_mm=30.0, skating_ratio=0.08, float_mm=200.0, max_flight_s=0.4)
 CALIBRATION_REPORT = {
     "body": "proxy-smpl", "motions": 1368, "split": "train", "pass_rate": 0.99,
