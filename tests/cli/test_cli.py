@@ -72,7 +72,8 @@ def test_killed_training_resumes_bit_for_bit(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the learning curve survives the kill: one point per step, each equal to the uninterrupted run's
     timing = ("wall_seconds", "seconds_per_1000", "valid_per_second")
-    curves = [[{k: v for k, v in p.items() if k not in timing} for p in json.loads((d / "curve.json").read_text())["points"]]
+    curves = [[{k: v for k, v in p.items() if k not in timing}
+               for p in json.loads((d / "curve.json").read_text())["points"]]
               for d in (tmp_path / "straight", killed)]
     assert [p["step"] for p in curves[1]] == list(range(30, 241, 30)) and curves[0] == curves[1]
     sessions = json.loads((killed / "train.json").read_text())["sessions"]

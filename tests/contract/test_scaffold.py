@@ -1,4 +1,5 @@
-"""`genneg new-domain`: the scaffolded package passes the contract tests as generated and runs `genneg run` end to end."""
+"""`genneg new-domain`: the scaffolded package passes the contract tests as generated and runs `genneg run` end to
+end."""
 
 import json
 import os

@@ -42,4 +42,5 @@ def test_every_relative_link_resolves_inside_the_repository(page):
 
 def test_readme_is_a_short_page():
     size = len((ROOT / "README.md").read_bytes())
-    assert size <= README_MAX_BYTES, f"README.md is {size} bytes; keep it under {README_MAX_BYTES} (move details to docs/)"
+    assert size <= README_MAX_BYTES, (f"README.md is {size} bytes; keep it under {README_MAX_BYTES} "
+                                      "(move details to docs/)")

@@ -34,7 +34,8 @@ class _Domain:
 def test_base_objective_draws_sigma_from_the_config():
     cfg = RunConfig(domain="toy", base_sigma=SigmaConfig(p_mean=-2.5, p_std=0.5))
     net = _Net()
-    loss = base_objective(object(), cfg)(EDMPrecond(net), {"x0": torch.zeros(20_000, 2)}, torch.Generator().manual_seed(0))
+    loss = base_objective(object(), cfg)(EDMPrecond(net), {"x0": torch.zeros(20_000, 2)},
+                                         torch.Generator().manual_seed(0))
     log_sigma = torch.cat(net.sigmas).log()
     assert loss.shape == (20_000,)
     assert abs(log_sigma.mean().item() + 2.5) < 0.02 and abs(log_sigma.std().item() - 0.5) < 0.02
@@ -65,7 +66,9 @@ def test_the_domain_term_reaches_the_gradient():
     grads = []
     for weight in (0.0, 5.0):
         model.zero_grad()
-        base_objective(_Domain(weight), RunConfig(domain="toy"))(model, {"x0": x0}, torch.Generator().manual_seed(0)).mean().backward()
+        loss = base_objective(_Domain(weight), RunConfig(domain="toy"))(model, {"x0": x0},
+                                                                        torch.Generator().manual_seed(0))
+        loss.mean().backward()
         grads.append(model.net.bias.grad.item())
     assert grads[1] > grads[0] > 0
 

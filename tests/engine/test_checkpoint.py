@@ -23,7 +23,8 @@ def test_state_round_trip(tmp_path):
     g = torch.Generator().manual_seed(3)
     state = {"step": 7, "rng": g.get_state(), "nested": {"a": torch.arange(4)}}
     back = load_state(save_state(tmp_path / "s.pt", state))
-    assert back["step"] == 7 and torch.equal(back["rng"], state["rng"]) and torch.equal(back["nested"]["a"], torch.arange(4))
+    assert (back["step"] == 7 and torch.equal(back["rng"], state["rng"])
+            and torch.equal(back["nested"]["a"], torch.arange(4)))
 
 
 def test_state_step_reads_the_step_of_a_state(tmp_path):

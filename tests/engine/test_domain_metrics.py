@@ -64,7 +64,8 @@ def test_the_report_has_a_row_per_measure_and_a_column_per_stage():
     row = next(line for line in text.splitlines() if line.startswith("| w1_length |"))
     assert row == "| w1_length | 0.2 [0.1, 0.3] | 0.25 | 0.22 [0.15, 0.31] |"
 
-    two = {s: {st: _record(0.2, {"w1_length": m(v + s)}) for st, v in (("base", 0.2), ("round1", 0.3), ("distilled", 0.4))}
+    two = {s: {st: _record(0.2, {"w1_length": m(v + s)})
+               for st, v in (("base", 0.2), ("round1", 0.3), ("distilled", 0.4))}
            for s in (0, 1)}
     row = next(line for line in markdown("toy", cfg, aggregate(cfg, two), 0.0, 2).splitlines() if "w1_length" in line)
     assert row.startswith("| w1_length | 0.7 ± ")  # mean of 0.2 and 1.2 over the two seeds, with its t-interval

@@ -47,7 +47,8 @@ def test_weighted_loss_optimum_restores_the_prior(alpha, expected):
     x0 = torch.randn(1000, 2)
     y = torch.arange(1000) < 200
     model = NoisyClassifier(ConstantNet(), 0.5)
-    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0, checkpoint_every=0)
+    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0,
+                      checkpoint_every=0)
     fit_classifier(model, x0, y, cfg, alpha=alpha)
     assert torch.sigmoid(model.net.bias).item() == pytest.approx(expected, abs=0.03)
 
@@ -56,7 +57,8 @@ def test_prior_offset_reaches_the_same_optimum_as_importance_weights():
     x0 = torch.randn(1000, 2)
     y = torch.arange(1000) < 200
     model = NoisyClassifier(ConstantNet(), 0.5)
-    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0, checkpoint_every=0)
+    cfg = TrainConfig(steps=400, batch_size=256, lr=0.05, warmup=1, lr_decay="constant", ema_decay=0.0,
+                      checkpoint_every=0)
     fit_classifier(model, x0, y, cfg, alpha=None)
     model.logit_offset.fill_(math.log(0.2 / 0.8))
     p = torch.sigmoid(model.logit(x0[:5], torch.ones(5))).mean().item()

@@ -41,7 +41,8 @@ def test_stochastic_without_churn_is_heun(gmm):
 
 def test_stochastic_sampler_is_reproducible_with_a_generator(gmm):
     sigmas = karras_sigmas(8, 0.002, 80.0)
-    draw = lambda: sample(gmm.denoiser, (32, 2), sigmas, sampler="stochastic", generator=torch.Generator().manual_seed(7))
+    draw = lambda: sample(gmm.denoiser, (32, 2), sigmas, sampler="stochastic",
+                          generator=torch.Generator().manual_seed(7))
     assert torch.equal(draw(), draw())
 
 

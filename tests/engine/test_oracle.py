@@ -103,7 +103,8 @@ def test_label_on_an_executor_with_a_timeout():
     assert r.defined.tolist() == [True, True, False, True]
     assert "timed out" in r.errors[0]
     with cf.ProcessPoolExecutor(2) as pool:
-        r = label(FunctionOracle("p", positive), np.random.default_rng(0).normal(size=(100, 2)), batch_size=16, executor=pool)
+        r = label(FunctionOracle("p", positive), np.random.default_rng(0).normal(size=(100, 2)), batch_size=16,
+                  executor=pool)
     assert r.defined.all() and r.valid.sum() > 20
 
 
@@ -180,4 +181,5 @@ def test_infraction_summary_and_its_one_line_format():
     assert s["n"] == 4 and s["undefined"] == 1 and s["total"]["count"] == 1  # the undefined sample is excluded
     assert s["total"]["lo"] < 0.25 < s["total"]["hi"]
     line = format_infractions(result, digits=1)
-    assert line.startswith("invalid 25.0 % [") and "a 25.0 %" in line and "b 25.0 %" in line and line.endswith(", 1 undefined")
+    assert (line.startswith("invalid 25.0 % [") and "a 25.0 %" in line and "b 25.0 %" in line
+            and line.endswith(", 1 undefined"))

@@ -12,8 +12,10 @@ pytest.importorskip("pybullet")
 
 from genneg.domains.motion.data import deepmimic as dm  # noqa: E402
 from genneg.domains.motion.data.amass import Z_UP_TO_Y_UP, load_amass, to_smplx_inputs  # noqa: E402
-from genneg.domains.motion.data.representation import FRAME_FEATURES, canonicalize, decode, encode, heading, mirror  # noqa: E402
-from genneg.domains.motion.data.windows import WindowConfig, build_windows, cache_windows, load_windows, split_segments  # noqa: E402
+from genneg.domains.motion.data.representation import (FRAME_FEATURES, canonicalize, decode, encode,  # noqa: E402
+                                                       heading, mirror)
+from genneg.domains.motion.data.windows import (WindowConfig, build_windows, cache_windows, load_windows,  # noqa: E402
+                                                split_segments)
 from genneg.domains.motion.rotations import axis_angle_to_matrix  # noqa: E402
 from genneg.domains.motion.skeleton import joint_index, mirror_permutation  # noqa: E402
 

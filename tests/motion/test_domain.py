@@ -1,4 +1,5 @@
-"""Motion domain: torch kinematics vs smplx, the transformer's shapes and masks, the Domain contract, decode, penalty."""
+"""Motion domain: torch kinematics vs smplx, the transformer's shapes and masks, the Domain contract, decode,
+penalty."""
 
 from __future__ import annotations
 

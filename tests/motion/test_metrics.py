@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from genneg.domains.motion.metrics import bootstrap_interval, diversity_per_clip, nearest_distances, trajectory_distances
+from genneg.domains.motion.metrics import (bootstrap_interval, diversity_per_clip, nearest_distances,
+                                           trajectory_distances)
 from genneg.oracles.motion import physdiff_lowest_metrics
 
 

@@ -70,7 +70,8 @@ class Snapshot:
         self.steps = {p.name.removesuffix(".state.pt"): int(load_state(p)["step"]) for p in seed_dir.glob("*.state.pt")}
         stats = run_dir / "stats.jsonl"
         self.stats_offset = stats.stat().st_size if stats.is_file() else 0
-        self.labelled = {n for n in self.files if n.startswith("labelled_") and "valid" in load_weights(seed_dir / n)[0]}
+        self.labelled = {n for n in self.files
+                         if n.startswith("labelled_") and "valid" in load_weights(seed_dir / n)[0]}
 
 
 def _check_nothing_redone(before: Snapshot, seed_dir: Path, run_dir: Path) -> None:
@@ -83,7 +84,8 @@ def _check_nothing_redone(before: Snapshot, seed_dir: Path, run_dir: Path) -> No
         assert now == record, f"finished stage {stage!r} was redone"
         for name in STAGE_FILES.get(stage, []):
             assert after.get(name) == before.files[name], f"{name} of finished stage {stage!r} was rewritten"
-    kept = [n for n in before.files if n.startswith(("drawn_", "labelled_")) or n.endswith(".teacher_samples.safetensors")]
+    kept = [n for n in before.files
+            if n.startswith(("drawn_", "labelled_")) or n.endswith(".teacher_samples.safetensors")]
     for name in kept:
         if not name.startswith("labelled_") or name in before.labelled:
             assert after[name] == before.files[name], f"cached samples {name} were drawn again"
@@ -91,7 +93,8 @@ def _check_nothing_redone(before: Snapshot, seed_dir: Path, run_dir: Path) -> No
     lines = stats.read_bytes()[before.stats_offset:].decode().splitlines() if stats.is_file() else []
     logged = [json.loads(line) for line in lines if line.strip()]
     for name, step in before.steps.items():
-        redone = [r["step"] for r in logged if r.get("stage") == STATE_STAGE.get(name) and "step" in r and r["step"] <= step]
+        redone = [r["step"] for r in logged
+                  if r.get("stage") == STATE_STAGE.get(name) and "step" in r and r["step"] <= step]
         assert not redone, f"{name} was checkpointed at step {step} but steps {redone[:3]} were trained again"
 
 

@@ -182,7 +182,8 @@ def _nets(domain_name: str):
 
         cfg = traffic_presets()["tiny"]
         d = cfg.data
-        shape, cond = (16, d["max_vehicles"] - 1, 6), _traffic_cond(16, d["max_vehicles"], d["map_lines"], d["map_points"])
+        shape = (16, d["max_vehicles"] - 1, 6)
+        cond = _traffic_cond(16, d["max_vehicles"], d["map_lines"], d["map_points"])
         make = lambda out, c: SceneNet(out=out, **c)  # noqa: E731
         return cfg, shape, cond, make("denoiser", cfg.net), make("classifier", cfg.classifier_net), 0.6
     pytest.importorskip("scipy")
@@ -193,7 +194,8 @@ def _nets(domain_name: str):
     cfg, frames, labels = motion_presets()["tiny"], 40, 15
     shape, cond = (8, frames, FRAME_FEATURES), _motion_cond(8, frames, labels)
     den = MotionTransformer(FRAME_FEATURES, frames, labels, **cfg.net)
-    clf = MotionTransformer(FRAME_FEATURES, frames, labels, classifier=True, **{**cfg.classifier_net, "label_dropout": 0.0})
+    clf = MotionTransformer(FRAME_FEATURES, frames, labels, classifier=True,
+                            **{**cfg.classifier_net, "label_dropout": 0.0})
     return cfg, shape, cond, den, clf, 1.0
 
 

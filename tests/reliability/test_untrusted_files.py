@@ -136,7 +136,8 @@ def test_smpl_pickle_payload_is_refused_before_it_runs(tmp_path, marker, how, pr
     from genneg.domains.motion.body import UnsafePickleError, load_smpl_file
 
     path = tmp_path / "SMPL_NEUTRAL.pkl"
-    path.write_bytes(pickle.dumps({"v_template": np.zeros((3, 3)), "weights": _Payload(marker, how)}, protocol=protocol))
+    path.write_bytes(pickle.dumps({"v_template": np.zeros((3, 3)), "weights": _Payload(marker, how)},
+                                  protocol=protocol))
     with pytest.raises(UnsafePickleError, match="refusing to load .*SMPL_NEUTRAL.pkl"):
         load_smpl_file(path)
     with pytest.raises(UnsafePickleError):

@@ -143,7 +143,8 @@ def _sumo_home():
 CASES: list[Bad] = [
     # --- traffic oracles: boxes and drivable areas
     *[
-        Bad(f"boxes: {name}", (lambda b, d: lambda f: __import__("genneg.oracles.traffic").oracles.traffic.collision(b, d))(b, d),
+        Bad(f"boxes: {name}",
+            (lambda b, d: lambda f: __import__("genneg.oracles.traffic").oracles.traffic.collision(b, d))(b, d),
             ValueError, m)
         for name, b, d, m in [
             ("2-D array", np.zeros((2, 5)), None, r"\[B, N, 5\]"),
@@ -237,7 +238,8 @@ CASES: list[Bad] = [
         ImportError, r"genneg\[traffic\]"),
     Bad("no SUMO", without(["sumo"], lambda f: _sumo_home()), ImportError, r"genneg\[traffic\]"),
     Bad("no shapely for the traffic domain",
-        without(["shapely"], lambda f: get_domain("traffic"), fresh=("genneg.domains.traffic", "genneg.oracles.traffic")),
+        without(["shapely"], lambda f: get_domain("traffic"),
+                fresh=("genneg.domains.traffic", "genneg.oracles.traffic")),
         ModuleNotFoundError, r"needs the module 'shapely'.*genneg\[traffic\]"),
 ]
 

@@ -7,7 +7,8 @@ import pytest
 
 shapely = pytest.importorskip("shapely")
 
-from genneg.domains.traffic.data import SceneConfig, SumoDataConfig, load_interaction, load_scenes, sumo_preset  # noqa: E402
+from genneg.domains.traffic.data import (SceneConfig, SumoDataConfig, load_interaction, load_scenes,  # noqa: E402
+                                         sumo_preset)
 from genneg.domains.traffic.data.scenes import boxes_from_sumo  # noqa: E402
 from genneg.oracles.traffic import scene_infractions  # noqa: E402
 

@@ -100,11 +100,13 @@ def _scene(theta=0.0, shift=(0.0, 0.0)):
     yaw = torch.rand(1, 4, generator=g, dtype=torch.float64) * 6 - 3
     heading = turn(torch.stack([yaw.cos(), yaw.sin()], -1))
     boxes = torch.cat([move(xy), torch.atan2(heading[..., 1], heading[..., 0])[..., None],
-                       torch.full((1, 4, 1), 4.5, dtype=torch.float64), torch.full((1, 4, 1), 1.8, dtype=torch.float64)], -1)
+                       torch.full((1, 4, 1), 4.5, dtype=torch.float64),
+                       torch.full((1, 4, 1), 1.8, dtype=torch.float64)], -1)
     start = torch.rand(1, 3, 1, 2, generator=g, dtype=torch.float64) * 40 - 20
     direction = torch.nn.functional.normalize(torch.rand(1, 3, 1, 2, generator=g, dtype=torch.float64) - 0.5, dim=-1)
     pts = start + torch.linspace(0, 20, 5, dtype=torch.float64)[None, None, :, None] * direction
-    lanes = torch.cat([move(pts), turn(direction).expand(-1, -1, 5, -1), torch.full((1, 3, 5, 1), 3.2, dtype=torch.float64),
+    lanes = torch.cat([move(pts), turn(direction).expand(-1, -1, 5, -1),
+                       torch.full((1, 3, 5, 1), 3.2, dtype=torch.float64),
                        torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64).view(1, 3, 1, 1).expand(-1, -1, 5, 1)], -1)
     ok = torch.ones(1, 3, dtype=torch.bool)
     stored = encode_polylines(lanes.numpy(), ok.numpy())  # what cond holds: float16

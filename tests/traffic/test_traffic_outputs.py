@@ -42,7 +42,8 @@ def test_plot_marks_infracting_boxes_red(tiny_domain):
 def test_to_world_inverts_the_scene_frame():
     rng = np.random.default_rng(0)
     origin = np.array([[120.0, -40.0, 0.7]])
-    boxes = np.concatenate([rng.uniform(-40, 40, (1, 4, 2)), rng.uniform(-3, 3, (1, 4, 1)), np.full((1, 4, 2), 4.0)], -1)
+    boxes = np.concatenate([rng.uniform(-40, 40, (1, 4, 2)), rng.uniform(-3, 3, (1, 4, 1)), np.full((1, 4, 2), 4.0)],
+                           -1)
     world = to_world(boxes, origin)
     np.testing.assert_allclose(to_scene_frame(world[0, :, :2], origin[0, :2], origin[0, 2]), boxes[0, :, :2], atol=1e-9)
     np.testing.assert_allclose(np.angle(np.exp(1j * (world[..., 2] - boxes[..., 2] - 0.7))), 0.0, atol=1e-12)
@@ -123,7 +124,8 @@ def test_export_verdicts_are_reproduced_by_shapely_alone(tiny_domain, tmp_path):
         collide, off = _shapely_verdicts(scene, tolerance)
         assert scene["reasons"] == {"collision": any(collide), "offroad": any(off)}
         assert scene["valid"] == (not any(collide) and not any(off)) == bool(result.valid[b])
-        assert [v["collision"] for v in scene["vehicles"]] == collide and [v["offroad"] for v in scene["vehicles"]] == off
+        assert [v["collision"] for v in scene["vehicles"]] == collide
+        assert [v["offroad"] for v in scene["vehicles"]] == off
         assert scene["vehicles"][0]["x"] == scene["vehicles"][0]["y"] == 0.0  # the ego first, at the origin
     with pytest.raises(ValueError, match=r"\.json"):
         tiny_domain.export(samples, cond, result, tmp_path / "scenes.npz")

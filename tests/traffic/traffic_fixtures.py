@@ -6,7 +6,8 @@ B, N, L, P = 3, 5, 4, 6
 
 
 def batch(seed=0):
-    """A small scene batch for the networks: (x [B, N, 6], c_noise [B], cond) with padded vehicle slots and map lines."""
+    """A small scene batch for the networks: (x [B, N, 6], c_noise [B], cond) with padded vehicle slots and map
+    lines."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, N, 6, generator=g)
     defined = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
