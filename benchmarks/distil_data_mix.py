@@ -4,7 +4,8 @@ Reuses the base model and classifiers of one seed of a `genneg run`, distils the
 fraction of training data, and evaluates every student on the run's held-out data (infraction rate, NLL bound).
 Prints a table and writes JSON.
 
-    python benchmarks/distil_data_mix.py --run-dir runs/final/seed0 --fractions 0 0.5 --out benchmarks/distil_data_mix.json
+    python benchmarks/distil_data_mix.py --run-dir runs/final/seed0 --fractions 0 0.5 \\
+        --out benchmarks/distil_data_mix.json
 
 Without --run-dir it uses the benchmarks' own toy model (``common.toy_seed``, built once if missing).
 """

@@ -5,7 +5,8 @@
 The loss is EDM's weighted denoising loss plus ``MotionDomain.denoised_loss``: ``weight`` × the mean squared joint
 distance in metres between the joints posed from the denoised window and from the data (``MotionDomain.fk_loss``,
 MDM's position loss), on the samples whose σ is below ``--sigma-max``. Both runs share data, initial weights,
-batches and noise; the samples are judged as in ``motion_base.py``. Results: ``benchmarks/results/motion_fk_loss_<tag>.json``.
+batches and noise; the samples are judged as in ``motion_base.py``. Results:
+``benchmarks/results/motion_fk_loss_<tag>.json``.
 """
 
 from __future__ import annotations

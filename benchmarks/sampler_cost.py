@@ -2,7 +2,8 @@
 
 Same sampler and steps for all; every configuration is timed in this process, interleaved over repeats in
 alternating order: the cost is the median repeat, the ratio to the base the median of the per-repeat ratios, so it
-holds on a noisy machine. Target: distilled / base <= 1.05 (the student is the same network as the base). Peak memory is the growth of resident memory while a configuration samples.
+holds on a noisy machine. Target: distilled / base <= 1.05 (the student is the same network as the base). Peak
+memory is the growth of resident memory while a configuration samples.
 
     python benchmarks/sampler_cost.py                       # the benchmarks' toy model (built once if missing)
     python benchmarks/sampler_cost.py --run-dir runs/final/seed0 --n 10000
@@ -50,7 +51,8 @@ def main():
     print(f"distilled / base = {ratio:.3f} (target <= {TARGET}: {'met' if ratio <= TARGET else 'NOT met'})")
     write("sampler_cost", {"source": source, "n": args.n, "repeats": args.repeats, "device": args.device,
                            "sampler": {"kind": cfg.sampler.kind, "steps": cfg.sampler.steps},
-                           "seconds_per_1000": per_1000, "vs_base_median": vs_base, "all_seconds": seconds, "peak_mib": mib,
+                           "seconds_per_1000": per_1000, "vs_base_median": vs_base, "all_seconds": seconds,
+                           "peak_mib": mib,
                            "distilled_over_base": ratio, "target": TARGET, "target_met": ratio <= TARGET}, args.out)
 
 

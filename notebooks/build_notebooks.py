@@ -53,7 +53,8 @@ N = 1000 if FAST else 10_000                  # samples per picture
 print(f"preset {{cfg.preset}}: {{cfg.base.steps}} base steps, {{cfg.genneg.rounds}} rounds of "
       f"{{cfg.genneg.samples_per_round}} samples, {{cfg.distil.steps}} distillation steps")"""),
     ("md", """Helpers: draw `N` samples from any denoiser (same seed, so stages are comparable) and label them
-(`genneg.evaluate.format_infractions` prints each rate with its 95 % Wilson interval, per reason); plot a row of stages with the domain's own plot (valid
+(`genneg.evaluate.format_infractions` prints each rate with its 95 % Wilson interval, per reason); \
+plot a row of stages with the domain's own plot (valid
 blue, invalid red, the valid cells grey)."""),
     ("code", """def draw(denoiser):
     x0, cond, result = draw_labelled(denoiser, domain, cfg, oracle, N, split="test", seed=1)
