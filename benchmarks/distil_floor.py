@@ -19,6 +19,7 @@ import torch
 
 from common import BUILD, parser, setup, table, write
 
+from genneg.context import RunContext
 from genneg.domain import get_domain
 from genneg.evaluate import EvalData, evaluate_denoiser
 from genneg.genneg import distil
@@ -47,8 +48,8 @@ def main():
         t0 = time.perf_counter()
         if model is None:
             with tempfile.TemporaryDirectory() as tmp:
-                model = distil(domain.data_denoiser, base, domain, replace(cfg, distil=replace(cfg.distil, steps=steps)),
-                               run_dir=tmp)
+                steps_cfg = replace(cfg, distil=replace(cfg.distil, steps=steps))
+                model = distil(domain.data_denoiser, base, domain, steps_cfg, RunContext(tmp))
         m, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=5)
         rows[name] = {"steps": steps, "infraction": m["infraction"]["total"]["rate"], "nll": m["nll"]["mean"],
                       "nll_se": m["nll"]["se"], "seconds": time.perf_counter() - t0}
