@@ -23,6 +23,7 @@ from pathlib import Path
 from . import rng
 from .checkpoint import atomic_write, read_json, write_json
 from .config import RunConfig
+from .domain import Domain
 from .evaluate import EvalData, evaluate_denoiser
 
 __all__ = ["LearningCurve", "TrainSessions", "plot_curve", "machine", "code_commit"]
@@ -38,7 +39,7 @@ class LearningCurve:
             finished run's curve ends with the metrics its model card reports.
     """
 
-    def __init__(self, run_dir: str | Path, domain, cfg: RunConfig, oracle, every: int):
+    def __init__(self, run_dir: str | Path, domain: Domain, cfg: RunConfig, oracle, every: int):
         if every < 0:
             raise ValueError(f"the evaluation interval must be >= 0 steps (0: only at the end), got {every}")
         self.dir, self.domain, self.cfg, self.oracle, self.every = Path(run_dir), domain, cfg, oracle, every

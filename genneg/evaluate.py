@@ -11,6 +11,7 @@ from . import rng
 from .batch import take, to_device
 from .config import RunConfig
 from .diffusion import Denoiser
+from .domain import Domain
 from .generate import timed_generate
 from .likelihood import mean_and_stderr, nll_bound
 from .oracle import Oracle, OracleResult
@@ -54,7 +55,7 @@ class EvalData:
     """The held-out data and generation conditions shared by every stage of a run (so rows are comparable), drawn
     from the run's ``("eval", ...)`` streams."""
 
-    def __init__(self, domain, cfg: RunConfig, split: str = "test"):
+    def __init__(self, domain: Domain, cfg: RunConfig, split: str = "test"):
         self.split = split
         x0, cond = domain.dataset(split)
         n = min(cfg.eval.num_nll, x0.shape[0])
@@ -102,7 +103,7 @@ def evaluate_denoiser(
     return metrics, samples, result
 
 
-def domain_metrics(domain, samples, cond, result: OracleResult, split: str) -> dict[str, dict]:
+def domain_metrics(domain: Domain, samples, cond, result: OracleResult, split: str) -> dict[str, dict]:
     """The domain's own measures of a stage's samples: ``domain.metrics(samples, cond, result, split)`` returns
     ``{name: value}`` or ``{name: {"value", "lo", "hi"}}`` (an interval the domain computed, e.g. bootstrapped over
     road networks); returned as ``{name: {"value", "lo", "hi"}}`` (NaN bounds where none was given).

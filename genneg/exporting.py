@@ -16,6 +16,7 @@ import numpy as np
 from . import distributed
 from .batch import concat
 from .config import SamplerConfig
+from .domain import Domain
 from .generate import sample_chunks
 from .oracle import Oracle, OracleResult
 from .labelling import label
@@ -23,19 +24,19 @@ from .labelling import label
 __all__ = ["export_suffixes", "exports", "export_samples"]
 
 
-def export_suffixes(domain) -> tuple[str, ...]:
+def export_suffixes(domain: Domain) -> tuple[str, ...]:
     """The suffixes ``domain.export`` writes; empty when the domain has no ``export``."""
     if not callable(getattr(domain, "export", None)):
         return ()
     return tuple(getattr(domain, "export_suffixes", (".json",)))
 
 
-def exports(domain, out: str | Path) -> bool:
+def exports(domain: Domain, out: str | Path) -> bool:
     """Whether ``out`` is written by the domain's ``export`` (its suffix is one the domain handles)."""
     return Path(out).suffix.lower() in export_suffixes(domain)
 
 
-def export_samples(denoiser, domain, n: int, cfg: SamplerConfig, out: str | Path, *, oracle: Oracle,
+def export_samples(denoiser, domain: Domain, n: int, cfg: SamplerConfig, out: str | Path, *, oracle: Oracle,
                    split: str = "test", seed: int = 0, device="cpu",
                    callback: Callable[[int], None] | None = None) -> dict:
     """Draws, decodes and labels ``n`` samples batch by batch (the rows equal ``sample_to_disk``'s for the same
@@ -73,7 +74,7 @@ def _concat_results(results: list[OracleResult]) -> OracleResult:
                         tuple(e for r in results for e in r.errors)[:10])
 
 
-def _write(domain, samples, cond, result: OracleResult, out: Path) -> None:
+def _write(domain: Domain, samples, cond, result: OracleResult, out: Path) -> None:
     """``domain.export`` into a temporary name with ``out``'s suffix, then renamed: never half a file at ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.partial{out.suffix}")

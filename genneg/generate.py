@@ -20,6 +20,7 @@ from . import distributed, rng
 from .batch import batch_size_of, concat, take, to_device
 from .config import SamplerConfig
 from .diffusion import Denoiser, karras_sigmas
+from .domain import Domain
 from .oracle import Oracle
 from .labelling import label
 from .sampling import SAMPLERS
@@ -108,7 +109,7 @@ def timed_generate(*args, **kwargs) -> tuple[Tensor, float]:
     return x, time.perf_counter() - t0
 
 
-def sample_chunks(denoiser: Denoiser, domain, n: int, cfg: SamplerConfig, *, split: str = "test", seed: int = 0,
+def sample_chunks(denoiser: Denoiser, domain: Domain, n: int, cfg: SamplerConfig, *, split: str = "test", seed: int = 0,
                   device: str | torch.device = "cpu") -> Iterator[tuple[int, int, Tensor, Any]]:
     """Yields ``(batch index, first row, x0 [m, ...] on the CPU, cond of those rows)`` for this rank's batches.
 
@@ -127,7 +128,7 @@ def sample_chunks(denoiser: Denoiser, domain, n: int, cfg: SamplerConfig, *, spl
         yield index, start, x0, cond
 
 
-def _labelled_arrays(domain, oracle: Oracle, x0: Tensor, cond) -> dict[str, np.ndarray]:
+def _labelled_arrays(domain: Domain, oracle: Oracle, x0: Tensor, cond) -> dict[str, np.ndarray]:
     """One batch as the named arrays ``genneg sample`` writes: decoded samples, verdicts, reasons."""
     samples = domain.decode(x0, cond)
     result = label(oracle, samples, cond)
@@ -136,7 +137,7 @@ def _labelled_arrays(domain, oracle: Oracle, x0: Tensor, cond) -> dict[str, np.n
     return {k: np.asarray(v) for k, v in arrays.items()}
 
 
-def sample_to_disk(denoiser: Denoiser, domain, n: int, cfg: SamplerConfig, out: str | Path, *, oracle: Oracle,
+def sample_to_disk(denoiser: Denoiser, domain: Domain, n: int, cfg: SamplerConfig, out: str | Path, *, oracle: Oracle,
                    split: str = "test", seed: int = 0, device: str | torch.device = "cpu",
                    callback: Callable[[int], None] | None = None) -> dict:
     """Draws, decodes and labels ``n`` samples and streams them to ``out``, one batch in memory at a time.

@@ -8,13 +8,14 @@ from typing import Callable
 from .checkpoint import load_weights
 from .config import RunConfig
 from .diffusion import EDMPrecond, LogNormalSigma, edm_loss
+from .domain import Domain
 from .rng import stream_seed
 from .training import seeded, streamed, train
 
 __all__ = ["build_denoiser", "base_objective", "fit_base", "load_denoiser", "data_dict"]
 
 
-def build_denoiser(domain, cfg: RunConfig) -> EDMPrecond:
+def build_denoiser(domain: Domain, cfg: RunConfig) -> EDMPrecond:
     """A freshly initialised denoiser; the initial weights come from the stream ``(cfg.seed, "base", "init")``."""
     with seeded(stream_seed(cfg.seed, "base", "init")):
         net = domain.make_denoiser_net(dict(cfg.net))
@@ -26,7 +27,7 @@ def data_dict(x0, cond) -> dict:
     return {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
 
 
-def base_objective(domain, cfg: RunConfig) -> Callable:
+def base_objective(domain: Domain, cfg: RunConfig) -> Callable:
     """``loss(model, batch, gen)`` of the base denoiser: EDM's loss with σ drawn from ``cfg.base_sigma``, plus the
     domain's ``denoised_loss(denoised, x0, sigma, cond)`` where it has one (a geometric term on the denoised sample)."""
     sigma_dist = LogNormalSigma(cfg.base_sigma.p_mean, cfg.base_sigma.p_std)
@@ -38,7 +39,7 @@ def base_objective(domain, cfg: RunConfig) -> Callable:
     return loss
 
 
-def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
+def fit_base(domain: Domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = False,
              callback: Callable[[dict], None] | None = None,
              on_step: Callable[[int, EDMPrecond], None] | None = None) -> EDMPrecond:
     """Trains the base denoiser on the domain's train split; writes ``base.safetensors`` to ``run_dir``.
@@ -54,7 +55,7 @@ def fit_base(domain, cfg: RunConfig, run_dir: str | Path, *, resume: bool = Fals
     return res.model
 
 
-def load_denoiser(domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
+def load_denoiser(domain: Domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
     """Loads weights written by ``fit_base`` / distillation into a fresh denoiser of the run's architecture."""
     state, _ = load_weights(path)
     model = build_denoiser(domain, cfg)

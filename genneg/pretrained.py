@@ -36,6 +36,7 @@ from . import rng
 from .checkpoint import atomic_write, read_json, write_json
 from .config import RunConfig, config_from_dict
 from .curve import CURVE_JSON, CURVE_PNG, TrainSessions, plot_curve
+from .domain import Domain
 from .models import build_denoiser, load_denoiser
 
 __all__ = ["write_model_folder", "write_stage_folder", "card_stage", "load_pretrained", "install_base", "read_card",
@@ -86,7 +87,7 @@ def _hash_into(h, obj: Any) -> None:
         h.update(json.dumps(obj, sort_keys=True, default=str).encode())
 
 
-def architecture(domain, cfg: RunConfig) -> dict:
+def architecture(domain: Domain, cfg: RunConfig) -> dict:
     """The base denoiser the current code builds for ``cfg``: its net config, σ_data, class, parameter count and
     ``sha256`` (of those and every tensor's name, shape and dtype)."""
     model = build_denoiser(domain, replace(cfg, device="cpu"))
@@ -96,7 +97,7 @@ def architecture(domain, cfg: RunConfig) -> dict:
             "sha256": tree_sha256({**ident, "layout": layout})}
 
 
-def data_identity(domain, cfg: RunConfig) -> dict:
+def data_identity(domain: Domain, cfg: RunConfig) -> dict:
     """The training data the current code makes for ``cfg.data``: the config, its sha256, the train split's
     sha256 (samples and conditions) and row count."""
     x0, cond = domain.dataset("train")
@@ -105,7 +106,7 @@ def data_identity(domain, cfg: RunConfig) -> dict:
 
 
 @torch.no_grad()
-def probe(denoiser, domain, cfg: RunConfig) -> list[float]:
+def probe(denoiser, domain: Domain, cfg: RunConfig) -> list[float]:
     """What the denoiser computes on fixed inputs: mean and RMS of D(σ n; σ) at a few σ, on the stream
     ``(0, "pretrained", "probe")``. Equal weights under a changed network code give other numbers."""
     seed = rng.stream_seed(0, "pretrained", "probe")
@@ -158,8 +159,8 @@ def _differences(a: dict, b: dict, skip=(), prefix: str = "") -> list[tuple[str,
     return out
 
 
-def write_model_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunConfig, presets: dict[str, RunConfig],
-                       *, force: bool = False) -> Path:
+def write_model_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg: RunConfig,
+                       presets: dict[str, RunConfig], *, force: bool = False) -> Path:
     """Writes the model folder ``out`` from a finished ``genneg train`` run in ``run_dir``.
 
     Raises:
@@ -207,7 +208,7 @@ def _write_folder(out: Path, weights: Path, card: dict, fill) -> Path:
     return out
 
 
-def _card(name: str, run_dir: Path, domain, cfg: RunConfig, presets, model, curve: dict, weights: Path) -> dict:
+def _card(name: str, run_dir: Path, domain: Domain, cfg: RunConfig, presets, model, curve: dict, weights: Path) -> dict:
     sessions = TrainSessions.read(run_dir)
     final = curve["points"][-1]
     nll = final.get("nll")
@@ -228,7 +229,7 @@ def _card(name: str, run_dir: Path, domain, cfg: RunConfig, presets, model, curv
     }
 
 
-def _identity(name: str, domain, cpu: RunConfig, model, weights: Path) -> dict:
+def _identity(name: str, domain: Domain, cpu: RunConfig, model, weights: Path) -> dict:
     """The fields every card has that say what the model is: names, architecture, data, weights, probe, config."""
     return {"format": CARD_FORMAT, "name": name, "domain": cpu.domain, "preset": cpu.preset, "seed": cpu.seed,
             "architecture": architecture(domain, cpu), "data": data_identity(domain, cpu),
@@ -288,8 +289,8 @@ def card_markdown(card: dict) -> str:
 SHIPPABLE_STAGES = ("distilled",)  # one network each; a round is the base plus its classifiers
 
 
-def write_stage_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunConfig, *, stage: str = "distilled",
-                       force: bool = False) -> Path:
+def write_stage_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg: RunConfig, *,
+                       stage: str = "distilled", force: bool = False) -> Path:
     """Writes the model folder ``out`` from the ``stage`` (the distilled student) of a finished ``genneg run``.
 
     The card is a base card's (architecture, data, weights, probe, config) plus ``stage``, ``from`` (the pretrained
@@ -331,8 +332,8 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain, cfg: RunCon
     return _write_folder(out, weights, card, fill)
 
 
-def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: dict, domain, cfg: RunConfig, model,
-                weights: Path) -> dict:
+def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: dict, domain: Domain, cfg: RunConfig,
+                model, weights: Path) -> dict:
     cpu = replace(cfg, device="cpu", pretrained_base="")
     base_name = stages.get("base", {}).get("pretrained") or ""
     sessions = TrainSessions.read(run_dir) if (run_dir / "train.json").is_file() else []
@@ -471,7 +472,7 @@ def verify_weights(folder: str | Path, card: dict) -> Path:
     return path
 
 
-def check_card(card: dict, domain, cfg: RunConfig, folder: str | Path = "", *, data: bool = True) -> None:
+def check_card(card: dict, domain: Domain, cfg: RunConfig, folder: str | Path = "", *, data: bool = True) -> None:
     """Refuses a card whose domain, data or architecture differs from what the current code builds for ``cfg``.
     ``data=False`` skips the one check that reads the training data (its hash), for where it is not generated.
 
@@ -501,7 +502,7 @@ def check_card(card: dict, domain, cfg: RunConfig, folder: str | Path = "", *, d
                "the training data the current code makes")
 
 
-def load_pretrained(folder: str | Path, domain, cfg: RunConfig, *, data: bool = True):
+def load_pretrained(folder: str | Path, domain: Domain, cfg: RunConfig, *, data: bool = True):
     """The pretrained base denoiser of ``folder`` for a run of ``cfg`` (on ``cfg.device``), after every check:
     the card against the current code (``check_card``), the weights' sha256, and the probe outputs (on test
     conditions). ``data=False`` skips the training data's hash, for a domain opened without its train split (the
@@ -519,7 +520,7 @@ def load_pretrained(folder: str | Path, domain, cfg: RunConfig, *, data: bool = 
     return model
 
 
-def install_base(folder: str | Path, domain, cfg: RunConfig, dest: str | Path):
+def install_base(folder: str | Path, domain: Domain, cfg: RunConfig, dest: str | Path):
     """``load_pretrained``, then a copy of its weights at ``dest`` (a run's ``base.safetensors``); returns the
     denoiser."""
     folder = resolve_folder(folder)

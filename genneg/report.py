@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from . import distributed  # noqa: E402
 from .checkpoint import write_json  # noqa: E402
 from .config import BASELINES, RunConfig  # noqa: E402
+from .domain import Domain  # noqa: E402
 from .stats import mean_interval  # noqa: E402
 
 __all__ = ["aggregate", "write_report", "STAGE_LABELS"]
@@ -221,7 +222,7 @@ def plot_tradeoff(agg: dict, path: Path, max_excess_nats: float = 10.0):
     plt.close(fig)
 
 
-def plot_samples(domain, stages: list[str], seed_dir: Path, path: Path):
+def plot_samples(domain: Domain, stages: list[str], seed_dir: Path, path: Path):
     from .run import load_samples
 
     present = [s for s in stages if (seed_dir / f"samples_{s}.npz").exists()]
@@ -238,7 +239,7 @@ def plot_samples(domain, stages: list[str], seed_dir: Path, path: Path):
     plt.close(fig)
 
 
-def write_report(domain, cfg: RunConfig, run_dir: Path, per_seed: dict[int, dict]) -> dict:
+def write_report(domain: Domain, cfg: RunConfig, run_dir: Path, per_seed: dict[int, dict]) -> dict:
     """Writes report.md, results.json and figures/ to ``run_dir``; returns the aggregate.
 
     Under ``torchrun`` rank 0 writes; the other ranks wait for it, so every rank can read the report after.

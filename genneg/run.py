@@ -70,7 +70,7 @@ class _NullBar:
 class SeedRun:
     """One seed's stages. ``state.json`` records finished stages, so a resumed run skips them."""
 
-    def __init__(self, domain, cfg: RunConfig, seed_dir: Path, oracle, resume: bool, ui):
+    def __init__(self, domain: Domain, cfg: RunConfig, seed_dir: Path, oracle, resume: bool, ui):
         self.domain, self.cfg, self.dir, self.oracle, self.resume, self.ui = domain, cfg, seed_dir, oracle, resume, ui
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / "state.json"
@@ -233,7 +233,7 @@ def rejection_metrics(base: dict) -> dict:
     return out
 
 
-def run(domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: bool = False, ui=None,
+def run(domain: Domain, cfg: RunConfig, run_dir: str | Path, *, seeds: int = 1, resume: bool = False, ui=None,
         oracle_names: list[str] | None = None, workers: int = 1, domain_path: str | None = None,
         executor=None) -> dict:
     """Runs ``seeds`` independent seeds (cfg.seed, cfg.seed + 1, ...) and writes the aggregate report.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .checkpoint import read_json
 from .config import RunConfig, config_from_dict
+from .domain import Domain
 
 __all__ = ["load_stage", "run_stages", "default_stage"]
 
@@ -89,7 +90,7 @@ def _seed_dir(run_dir: Path, seed: int | None) -> tuple[Path | None, RunConfig]:
                             "pretrained model folder?")
 
 
-def _denoiser(domain, cfg: RunConfig, path: Path, hint: str):
+def _denoiser(domain: Domain, cfg: RunConfig, path: Path, hint: str):
     from .models import load_denoiser
 
     if not path.is_file():
@@ -97,7 +98,7 @@ def _denoiser(domain, cfg: RunConfig, path: Path, hint: str):
     return load_denoiser(domain, cfg, path)
 
 
-def _run_stage(seed_dir: Path, stage: str, domain, cfg: RunConfig):
+def _run_stage(seed_dir: Path, stage: str, domain: Domain, cfg: RunConfig):
     from .baselines import on_denoised, penalty_guidance
     from .genneg import load_classifier, stack
 
