@@ -42,7 +42,6 @@ __all__ = [
     "check_drivable_area",
     "box_corners",
     "pairwise_overlap_sat",
-    "collision_pairs",
     "vehicle_collisions",
     "collision",
     "offroad",
@@ -209,9 +208,6 @@ def _own_axes_overlap(x, y, cos, sin, half, own, buffers, scratch, out) -> None:
     np.add(ow_i, np.multiply(hl_j, s, out=t2), out=t2)
     t2 += np.multiply(hw_j, c, out=t3)
     out &= np.less(t1, t2, out=scratch)
-
-
-collision_pairs = pairwise_overlap_sat  # the name the traffic issue uses
 
 
 def _mask_pairs(hit: np.ndarray, defined: np.ndarray) -> np.ndarray:
