@@ -10,9 +10,9 @@ defined for scenes without any lane piece.
 Relative geometry (``relative.py``), computed from the *noisy* vehicle positions in metres: each vehicle attends
 to its K nearest lane points expressed in its own frame (``_LaneAttention``), and vehicle self-attention gets a
 per-head bias from every pair's relative pose. The noisy positions are recovered from the network input with
-EDM's scaling (``x = x_in * sqrt(sigma^2 + sigma_data^2)``, ``sigma = exp(4 c_noise)``, as ``genneg.diffusion.EDMPrecond``
-and ``genneg.classifier.NoisyClassifier`` call their networks), so ``sigma_data`` must be the domain's. What stays
-absolute is scaled alike: the map tokens' positions get the vehicles' ``c_in(sigma)``.
+EDM's scaling (``x = x_in * sqrt(sigma^2 + sigma_data^2)``, ``sigma = exp(4 c_noise)``, as
+``genneg.diffusion.EDMPrecond`` and ``genneg.classifier.NoisyClassifier`` call their networks), so ``sigma_data``
+must be the domain's. What stays absolute is scaled alike: the map tokens' positions get the vehicles' ``c_in(sigma)``.
 
 The ego (the scene's centre vehicle, given) is one more token: it is embedded from its clean features, takes part
 in the self-attention and the classifier's pooling, and gets no denoiser output.
@@ -61,7 +61,8 @@ def _check_cond(x_in: Tensor, cond) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if (defined.shape != (b, n) or ego.shape != (b, x_in.shape[2]) or polylines.shape[0] != b
             or polylines.shape[-1] != MAP_POINT_FEATURES or map_defined.shape != polylines.shape[:2]):
         raise ValueError(f"cond shapes do not match x [{b}, {n}, ...]: ego {tuple(ego.shape)}, defined "
-                         f"{tuple(defined.shape)}, map {tuple(polylines.shape)}, map_defined {tuple(map_defined.shape)}")
+                         f"{tuple(defined.shape)}, map {tuple(polylines.shape)}, "
+                         f"map_defined {tuple(map_defined.shape)}")
     return ego.to(x_in.dtype), defined, polylines.to(x_in.dtype), map_defined
 
 
