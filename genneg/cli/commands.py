@@ -76,15 +76,20 @@ def cmd_eval(args):
     set_threads(args.threads)
     cfg, domain, denoiser, folder = stage_of(args)
     cfg = with_batch_size(cfg, args.batch_size)
+    if hasattr(domain, "check_split"):
+        domain.check_split(args.split)
+    data = EvalData(domain, cfg, split=args.split)  # the run's eval streams: another split, the same noise
     with executor(args.workers, args.dask_scheduler) as ex:
-        metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, EvalData(domain, cfg),
-                                          labelling_oracle(domain.oracle(), ex), seed=stream_seed(cfg.seed, "eval"))
-    out = Path(args.out) if args.out else (folder / f"eval_{args.stage}.json" if folder is not None else None)
+        metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, data, labelling_oracle(domain.oracle(), ex),
+                                          seed=stream_seed(cfg.seed, "eval"))
+    metrics["split"] = args.split
+    name = f"eval_{args.stage}" + ("" if args.split == "test" else f"_{args.split}")
+    out = Path(args.out) if args.out else (folder / f"{name}.json" if folder is not None else None)
     if out is not None:  # a pretrained folder is never written to unless --out says so
         write_json(out, metrics)
     if folder is not None:
-        StatsLog(folder).write(stage=f"eval_{args.stage}", **{"metrics": metrics})
-    say(format_metrics(args.stage, metrics))
+        StatsLog(folder).write(stage=name, **{"metrics": metrics})
+    say(format_metrics(f"{args.stage} ({args.split})", metrics))
 
 
 def cmd_export_model(args):

@@ -115,8 +115,10 @@ def sample_options(s):
 
 
 def eval_options(e):
-    e.add_argument("--out", default=None, help="metrics JSON (default: eval_<stage>.json in the run folder; nothing "
-                   "is written into a pretrained model folder)")
+    e.add_argument("--split", default="test", help="split whose conditions and held-out data it is measured on, e.g. "
+                   "train for the generalisation gap (default: %(default)s, what every report uses)")
+    e.add_argument("--out", default=None, help="metrics JSON (default: eval_<stage>.json in the run folder, "
+                   "eval_<stage>_<split>.json for another split; nothing is written into a pretrained model folder)")
 
 
 def add_sample(sub):

@@ -87,6 +87,11 @@ def test_train_sample_eval(tmp_path):
     assert "infraction" in out and "NLL bound" in out and "white_cell" in out
     metrics = json.loads((run / "eval_base.json").read_text())
     assert 0 <= metrics["infraction"]["total"]["rate"] <= 1 and metrics["nll"]["se"] > 0
+    assert metrics["split"] == "test"
+    out = genneg("eval", "--run-dir", str(run), "--split", "train", "--quiet").stdout  # the generalisation gap
+    assert "(train)" in out
+    train = json.loads((run / "eval_base_train.json").read_text())
+    assert train["split"] == "train" and train["nll"]["mean"] != metrics["nll"]["mean"]  # other held-out points
     genneg("sample", "--run-dir", str(run), "--n", "50", "--out", str(tmp_path / "s.npz"), "--quiet")
     import numpy as np
 

@@ -294,6 +294,7 @@ CASES: list[Bad] = [
              "round9.safetensors does not exist"),
             ("eval with garbage weights", ["eval", "--run-dir", "{d}/run_garbage_base"], "not a readable safetensors"),
             ("eval of another architecture", ["eval", "--run-dir", "{d}/run_wrongnet"], "does not match"),
+            ("eval of an unknown split", ["eval", "--run-dir", "{d}/run_base", "--split", "dev"], "unknown split"),
             ("sample zero", ["sample", "--run-dir", "{d}/run_base", "--n", "0", "--out", "{d}/s.npz"],
              "n must be >= 1"),
             ("sample of an unknown split", ["sample", "--run-dir", "{d}/run_base", "--split", "dev", "--n", "4",
