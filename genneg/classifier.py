@@ -270,24 +270,18 @@ def _x_blind_losses(y: Tensor, w: Tensor, prior: float, top_bin: Tensor) -> Tens
 
 
 def informative_sigma_max(bins: list[dict]) -> float:
-    """Upper edge of the highest σ-bin marked ``informative`` (a significant paired gain over the best x-blind
-    predictor, ``classifier_report``) that is reached from the smallest bin through bins that are informative or
-    whose gain, though not significant, is positive.
+    """Upper edge of the contiguous run of σ-bins, from the smallest, marked ``informative`` (a significant paired
+    gain over the best x-blind predictor, ``classifier_report``).
 
     Above it the learned log C is flat in x up to noise, which guidance would multiply by σ²; the exact Bayes
-    classifier's gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. A bin between two
-    informative ones with a positive gain short of the margin is bridged: the classifier helps on both sides of it,
-    and a window with a hole would switch guidance off exactly where the held-out test was merely short of samples
-    (traffic's collision classifier, 600 held-out scenes: gains of 13, 4 (1.8 s.e.) and 3 points of BCE in the bins
-    at σ = 0.03-0.11, 0.11-0.4 and 0.4-1.5). A bin with no gain ends the window. 0.0 if even the smallest bin is
-    uninformative (a collapsed classifier).
+    classifier's gradient is ~0 there too, so stopping guidance loses nothing the theory asks for. 0.0 if even the
+    smallest bin is uninformative (a collapsed classifier).
     """
     edge = 0.0
-    for i, b in enumerate(bins):
-        if b["informative"]:
-            edge = b["sigma_hi"]
-        elif i == 0 or not b.get("gain", 0.0) > 0:
+    for b in bins:
+        if not b["informative"]:
             break
+        edge = b["sigma_hi"]
     return edge
 
 

@@ -73,20 +73,12 @@ def test_the_reference_is_what_the_condition_alone_achieves():
     assert r["informative_sigma_max"] == pytest.approx(np.geomspace(0.002, 80, 9)[3])  # the bin holding σ = 0.05
 
 
-def test_window_edge_bridges_positive_bins_up_to_the_highest_informative_one():
-    edges = np.geomspace(0.002, 80, 7)
-
-    def bins(flags, gains):
-        return [{"sigma_lo": lo, "sigma_hi": hi, "informative": f, "gain": g}
-                for lo, hi, f, g in zip(edges, edges[1:], flags, gains)]
-
-    flags = [True, True, False, True, False, True]
-    # a positive gain short of the margin is bridged; the window ends before the bin with no gain
-    assert informative_sigma_max(bins(flags, [0.1, 0.05, 0.01, 0.02, 0.0, 0.01])) == pytest.approx(edges[4])
-    assert informative_sigma_max(bins(flags, [0.1, 0.05, -0.01, 0.02, 0.01, 0.01])) == pytest.approx(edges[2])
-    # positive but insignificant bins above the last informative one do not extend it
-    assert informative_sigma_max(bins([True, False, False, False, False, False], [0.1] * 6)) == pytest.approx(edges[1])
-    assert informative_sigma_max(bins([False] + flags[1:], [0.1] * 6)) == 0.0  # collapsed: the smallest bin decides
+def test_window_edge_is_the_contiguous_run_from_the_smallest_sigma():
+    edges = np.geomspace(0.002, 80, 6)
+    bins = [{"sigma_lo": lo, "sigma_hi": hi, "informative": f} for lo, hi, f in
+            zip(edges, edges[1:], [True, True, False, True, False])]
+    assert informative_sigma_max(bins) == pytest.approx(edges[2])
+    assert informative_sigma_max([{**b, "informative": False} for b in bins]) == 0.0
 
 
 def test_auc_matches_the_pairwise_definition_with_ties_and_weights():
