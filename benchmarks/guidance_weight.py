@@ -10,6 +10,10 @@ and its errors, so a larger w is a trade that the NLL bound and the domain's rea
 (the same conditions, sampler noise and held-out points as the run's base row), so every row is paired with the
 base, and the NLL difference is per point.
 
+``--sigma-max REASON=SIGMA`` (repeatable; ``all`` for a single classifier) first moves the upper edge of that
+classifier's σ window in every round, to measure what guiding where the window rule stopped would do, without
+training anything again.
+
 Writes ``benchmarks/results/guidance_weight_<run folder name>.json``.
 """
 
@@ -35,6 +39,35 @@ def evaluate(model, domain, cfg, data: EvalData, oracle) -> tuple[dict, torch.Te
     return metrics, nll
 
 
+def set_windows(classifiers: list, edges: dict[str, float]) -> list[dict]:
+    """Moves the σ window's upper edge of the named reasons' classifiers (``all``: a single classifier)."""
+    changes = []
+    for k, clf in enumerate(classifiers, 1):
+        per_reason = hasattr(clf, "member")  # genneg.reasons.ReasonClassifiers
+        for reason, edge in edges.items():
+            if per_reason != (reason != "all") or (per_reason and reason not in clf.reasons):
+                have = list(clf.reasons) if per_reason else ["all"]
+                raise SystemExit(f"error: classifier {k} has no member {reason!r}; it has {have}")
+            model = clf.member(reason) if per_reason else clf
+            changes.append({"classifier": k, "reason": reason, "sigma_max_before": float(model.sigma_max_guidance),
+                            "sigma_max": edge})
+            model.sigma_max_guidance.fill_(edge)
+    return changes
+
+
+def parse_edges(items: list[str]) -> dict[str, float]:
+    edges = {}
+    for item in items:
+        reason, _, value = item.partition("=")
+        try:
+            edges[reason] = float(value)
+        except ValueError:
+            raise SystemExit(f"error: --sigma-max takes REASON=SIGMA, got {item!r}") from None
+        if not edges[reason] >= 0:
+            raise SystemExit(f"error: --sigma-max {item!r}: σ must be >= 0")
+    return edges
+
+
 def row(name: str, metrics: dict, nll: torch.Tensor, base_nll: torch.Tensor | None) -> list:
     inf = metrics["infraction"]
     reasons = " / ".join(f"{100 * r['rate']:.1f}" for r in inf["reasons"].values())
@@ -52,6 +85,8 @@ def main() -> None:
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     ap.add_argument("--num-samples", type=int, default=None, help="evaluation samples (default: the run's)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sigma-max", action="append", default=[], metavar="REASON=SIGMA",
+                    help="move the upper edge of a classifier's σ window (all: a single classifier)")
     ap.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/guidance_weight_<run>.json)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,6 +98,10 @@ def main() -> None:
     cfg, domain, base, classifiers, _ = load_seed(seed_dir)
     if not classifiers:
         raise SystemExit(f"error: {seed_dir} has no classifier yet (classifier1.safetensors); nothing to weigh")
+    windows = set_windows(classifiers, parse_edges(args.sigma_max))
+    for w in windows:
+        print(f"classifier {w['classifier']} {w['reason']}: σ window up to {w['sigma_max_before']:.3f} -> "
+              f"{w['sigma_max']:.3f}")
     if args.num_samples:
         from dataclasses import replace
 
@@ -86,7 +125,7 @@ def main() -> None:
           rows)
     write(f"guidance_weight_{run_dir.name}", {"run_dir": str(run_dir), "seed_dir": str(seed_dir),
                                               "classifiers": len(classifiers), "num_samples": cfg.eval.num_samples,
-                                              "results": records}, args.out)
+                                              "windows": windows, "results": records}, args.out)
 
 
 if __name__ == "__main__":

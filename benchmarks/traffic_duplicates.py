@@ -6,9 +6,9 @@ Draws ``--n`` scenes on the test split's conditions with the model's own sampler
 
 - colliding pairs of boxes (ego included): per scene, the overlap as a share of the smaller box, centre distance;
 - the same scenes' data: the gap between the closest boxes (data vehicles never overlap);
-- along the sampler, for pairs of generated vehicles whose final centres are < 2.5 m apart ("close") and pairs 6-15 m apart ("far"), the
-  median distance between the two vehicles' noisy positions and between their denoised predictions at each σ: where
-  a close pair's predictions stop separating is where the duplicate is decided.
+- along the sampler, for pairs of generated vehicles whose final centres are < 2.5 m apart ("close") and pairs
+  6-15 m apart ("far"), the median distance between the two vehicles' noisy positions and between their denoised
+  predictions at each σ: where a close pair's predictions stop separating is where the duplicate is decided.
 
 Writes ``benchmarks/results/traffic_duplicates_<model folder name>.json``.
 """
