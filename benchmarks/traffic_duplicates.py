@@ -20,37 +20,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shapely import affinity
 from shapely.geometry import Polygon
 
 from common import table, write
 from genneg.diffusion import karras_sigmas
 from genneg.domains.traffic.features import POSITION_SCALE
+from genneg.oracles.traffic import box_corners, pairwise_overlap_sat
 from genneg.sampling import sample
 from genneg.stages import load_stage
 
 CLOSE_M, FAR_M = 2.5, (6.0, 15.0)
 
 
-def box(b: np.ndarray) -> Polygon:
-    x, y, yaw, length, width = (float(v) for v in b)
-    p = Polygon([(-length / 2, -width / 2), (length / 2, -width / 2), (length / 2, width / 2),
-                 (-length / 2, width / 2)])
-    return affinity.translate(affinity.rotate(p, yaw, use_radians=True), x, y)
-
-
 def pair_stats(boxes: np.ndarray, defined: np.ndarray) -> tuple[list[tuple[float, float]], list[float]]:
-    """Colliding pairs as (overlap share of the smaller box, centre distance), and every other pair's gap (m)."""
+    """Pairs the collision oracle flags (``pairwise_overlap_sat``, its tolerance) as (overlap share of the smaller
+    box, centre distance), and every other pair's gap (m)."""
+    hit = pairwise_overlap_sat(boxes, defined)  # [S, N, N]
+    corners = box_corners(boxes)
     hits, gaps = [], []
     for s in range(len(boxes)):
         idx = np.flatnonzero(defined[s])
-        polys = [box(boxes[s, i]) for i in idx]
+        polys = [Polygon(corners[s, i]) for i in idx]
         for a in range(len(idx)):
             for b in range(a + 1, len(idx)):
-                inter = polys[a].intersection(polys[b]).area
-                if inter > 0 or polys[a].distance(polys[b]) == 0:
-                    centre = float(np.hypot(*(boxes[s, idx[a], :2] - boxes[s, idx[b], :2])))
-                    hits.append((inter / min(polys[a].area, polys[b].area), centre))
+                i, j = idx[a], idx[b]
+                if hit[s, i, j]:
+                    inter = polys[a].intersection(polys[b]).area
+                    hits.append((inter / min(polys[a].area, polys[b].area),
+                                 float(np.hypot(*(boxes[s, i, :2] - boxes[s, j, :2])))))
                 else:
                     gaps.append(polys[a].distance(polys[b]))
     return hits, gaps

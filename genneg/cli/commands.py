@@ -76,8 +76,6 @@ def cmd_eval(args):
     set_threads(args.threads)
     cfg, domain, denoiser, folder = stage_of(args)
     cfg = with_batch_size(cfg, args.batch_size)
-    if hasattr(domain, "check_split"):
-        domain.check_split(args.split)
     data = EvalData(domain, cfg, split=args.split)  # the run's eval streams: another split, the same noise
     with executor(args.workers, args.dask_scheduler) as ex:
         metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, data, labelling_oracle(domain.oracle(), ex),
