@@ -1,0 +1,155 @@
+"""How much of the guidance a distilled student learned, per σ band, on a run's own distillation targets.
+
+    OMP_NUM_THREADS=1 python benchmarks/distil_fidelity.py --run-dir runs/traffic-genneg
+    OMP_NUM_THREADS=1 python benchmarks/distil_fidelity.py --run-dir runs/traffic-genneg --train 2e-4:3000 1e-3:3000
+
+A student S is trained to match the guided teacher D_g = D + σ²·∇ log C (the base D and its classifiers) on noised
+teacher samples. On rows of the run's cached distillation pool (``distilled.targets.safetensors``, written with
+``genneg.distil_pool``), this prints per σ band the root-mean-square of the guidance itself (‖D_g − D‖), of the
+student's error (‖S − D_g‖) and how far the student moved from the base (‖S − D‖), over the defined entries, and
+
+    learned = 1 − ‖S − D_g‖² / ‖D − D_g‖²   (1: the student is the teacher; 0: no closer than the base; < 0: worse)
+
+A distilled model that samples like its base while its teacher does not shows here as learned ≈ 0 in the bands
+where the classifiers guide. ``--train LR:STEPS ...`` also distils new students from the run's base on the same
+cached teacher samples and pool (the project's own ``distil``, the run's config with that learning rate and number
+of steps) and evaluates each on the run's evaluation stream (the conditions and noise of the report's rows, so the
+infraction rates are paired with the run's base and student). Writes
+``benchmarks/results/distil_fidelity_<run folder name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from common import table, write
+from genneg.batch import take, to_device
+from genneg.checkpoint import load_weights
+from genneg.context import RunContext
+from genneg.diffusion import masked_sum
+from genneg.evaluate import EvalData, evaluate_denoiser
+from genneg.genneg import _teacher_samples, distil, stack
+from genneg.rng import stream_seed
+from genneg.run import load_seed
+
+BANDS = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, float("inf")]
+CACHED = ("distilled.targets.safetensors", "distilled.teacher_samples.safetensors")
+
+
+def fidelity(base, student, pool: dict, cond, rows: int, batch_size: int = 256) -> list[dict]:
+    """Per σ band: rms guidance, student error and student move over the defined entries of the first ``rows``."""
+    n = min(rows, pool["x"].shape[0])
+    edges = torch.tensor(BANDS[1:-1], dtype=torch.float64)
+    sums = {k: torch.zeros(len(BANDS) - 1, dtype=torch.float64) for k in ("guide", "error", "moved", "count")}
+    with torch.no_grad():
+        for s in range(0, n, batch_size):
+            sl = slice(s, min(s + batch_size, n))
+            x, sigma, target = pool["x"][sl], pool["sigma"][sl], pool["target"][sl]
+            c = to_device(take(cond, pool["index"][sl].numpy()), x.device)
+            d, st = base(x, sigma, c), student(x, sigma, c)
+            band = torch.bucketize(sigma.double(), edges)
+            for key, err in (("guide", target - d), ("error", st - target), ("moved", st - d)):
+                total, count = masked_sum(err ** 2, c)
+                sums[key].index_add_(0, band, total.double())
+                if key == "guide":
+                    sums["count"].index_add_(0, band, count.double())
+    out = []
+    for b in range(len(BANDS) - 1):
+        cnt = sums["count"][b].item()
+        if cnt == 0:
+            continue
+        g, e, m = (sums[k][b].item() / cnt for k in ("guide", "error", "moved"))
+        out.append({"band": [BANDS[b], BANDS[b + 1]], "entries": cnt, "rms_guidance": g ** 0.5,
+                    "rms_student_error": e ** 0.5, "rms_student_moved": m ** 0.5,
+                    "learned": 1 - e / g if g > 0 else float("nan")})
+    return out
+
+
+def print_fidelity(title: str, bands: list[dict]) -> None:
+    table(title, ["σ band", "‖D_g − D‖ rms", "‖S − D_g‖ rms", "‖S − D‖ rms", "learned"],
+          [[f"[{b['band'][0]:g}, {b['band'][1]:g})", b["rms_guidance"], b["rms_student_error"],
+            b["rms_student_moved"], b["learned"]] for b in bands])
+
+
+def parse_budget(item: str) -> tuple[float, int]:
+    lr, _, steps = item.partition(":")
+    try:
+        return float(lr), int(steps)
+    except ValueError:
+        raise SystemExit(f"error: --train takes LR:STEPS (e.g. 1e-3:3000), got {item!r}") from None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", required=True, help="a finished genneg run folder distilled with a pool")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=int, default=2048, help="pool rows to measure the fidelity on (the first ones)")
+    p.add_argument("--train", nargs="*", default=[], metavar="LR:STEPS", help="distil new students with these")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    budgets = [parse_budget(b) for b in args.train]
+    seed_dir = Path(args.run_dir) / f"seed{args.seed}"
+    missing = [name for name in CACHED if not (seed_dir / name).is_file()]
+    if missing:
+        raise SystemExit(f"error: {seed_dir} has no {', '.join(missing)}; this benchmark reads the cached pool of a "
+                         "run distilled with genneg.distil_pool > 0")
+    cfg, domain, base, classifiers, student = load_seed(seed_dir)
+    if student is None:
+        raise SystemExit(f"error: {seed_dir} holds no distilled.safetensors; the run has not finished distilling")
+    pool, _ = load_weights(seed_dir / CACHED[0])
+    # the teacher's samples are cached by the run; their conditions are redrawn from the run's own stream
+    _, cond = _teacher_samples(None, domain, cfg, RunContext(seed_dir, resume=True), "distilled")
+    results = {"run's student": {"lr": cfg.distil.lr, "steps": cfg.distil.steps,
+                                 "bands": fidelity(base, student, pool, cond, args.rows)}}
+    print_fidelity(f"the run's student ({args.run_dir} seed {args.seed}, {args.rows} pool rows)",
+                   results["run's student"]["bands"])
+    if budgets:
+        data, oracle = EvalData(domain, cfg), domain.oracle()
+        teacher = stack(base, classifiers, cfg)
+        for name, model in (("base", base), ("run's student", student)):
+            results.setdefault(name, {})["eval"] = _evaluate(model, domain, cfg, data, oracle)
+        for lr, steps in budgets:
+            t0 = time.perf_counter()
+            run_cfg = replace(cfg, distil=replace(cfg.distil, lr=lr, steps=steps))
+            with tempfile.TemporaryDirectory() as tmp:
+                for name in CACHED:
+                    shutil.copy(seed_dir / name, Path(tmp) / name)
+                model = distil(teacher, base, domain, run_cfg, RunContext(tmp, resume=True))
+            seconds = time.perf_counter() - t0
+            name = f"lr {lr:g}, {steps} steps"
+            results[name] = {"lr": lr, "steps": steps, "train_seconds": seconds,
+                             "bands": fidelity(base, model, pool, cond, args.rows),
+                             "eval": _evaluate(model, domain, cfg, data, oracle)}
+            print_fidelity(f"student {name} ({seconds / 60:.1f} min)", results[name]["bands"])
+        rows = []
+        for name, r in results.items():
+            e = r["eval"]
+            reasons = " / ".join(f"{100 * v:.1f}" for v in e["reasons"].values())
+            below = [b["learned"] for b in r.get("bands", []) if b["band"][1] <= 1.0]
+            rows.append([name, f"{100 * e['rate']:.1f} [{100 * e['lo']:.1f}, {100 * e['hi']:.1f}]", reasons,
+                         f"{min(below):.2f}–{max(below):.2f}" if below else ""])
+        table(f"students of {args.run_dir} on its evaluation stream", ["model", "invalid %", "per reason %",
+                                                                       "learned, σ < 1"], rows)
+    write(f"distil_fidelity_{Path(args.run_dir).name}", {"run_dir": args.run_dir, "rows": args.rows,
+                                                          "results": results}, args.out)
+
+
+def _evaluate(model, domain, cfg, data, oracle) -> dict:
+    metrics, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=stream_seed(cfg.seed, "eval"),
+                                      with_nll=False)
+    inf = metrics["infraction"]
+    return {"rate": inf["total"]["rate"], "lo": inf["total"]["lo"], "hi": inf["total"]["hi"],
+            "reasons": {k: v["rate"] for k, v in inf["reasons"].items()}}
+
+
+if __name__ == "__main__":
+    main()
