@@ -80,7 +80,7 @@ def discriminator_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, ctx: 
     y = torch.cat([torch.ones(len(idx), dtype=torch.bool), torch.zeros(len(idx), dtype=torch.bool)])
     hold = rng.randperm(len(y), rng.generator(cfg.seed, stream, "holdout")) < len(y) // 10
     sigma_range = (g.classifier_sigma_min, g.classifier_sigma_max)
-    disc: NoisyClassifier = build_classifier(domain, cfg, stream=stream)
+    disc: NoisyClassifier = build_classifier(domain, cfg, stream=stream, base=base)
     disc = fit_classifier(disc, x0[~hold], y[~hold], streamed(cfg.classifier, cfg.seed, stream),
                           cond=take(cond, (~hold).numpy()), alpha=None, sigma_range=sigma_range, run_dir=ctx.run_dir,
                           name="discriminator", resume=ctx.resume, callback=ctx.callback)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["SamplerKind", "DistilSigma", "PriorCorrection", "LrDecay", "Precision", "CalibrationSplit", "check_choice"]
+__all__ = ["SamplerKind", "DistilSigma", "PriorCorrection", "LrDecay", "Precision", "CalibrationSplit",
+           "ClassifierInput", "check_choice"]
 
 SamplerKind = Literal["heun", "stochastic"]
 DistilSigma = Literal["lognormal", "loguniform"]
@@ -12,6 +13,7 @@ PriorCorrection = Literal["weights", "offset"]
 LrDecay = Literal["constant", "cosine"]
 Precision = Literal["fp32", "bf16"]
 CalibrationSplit = Literal["train", "val"]
+ClassifierInput = Literal["noisy", "denoised"]
 
 
 def check_choice(what: str, value, choices) -> None:

@@ -43,12 +43,20 @@ class NoisyClassifier(nn.Module):
             "time-independent classifier" ablation: trained at σ ≈ 0, applied at every σ).
         elementwise: a per-element classifier; ``logit`` is then the logit of C = Π_e σ(ℓ_e / T), so reports,
             calibration and the σ window judge it on the sample's label like any classifier.
+        denoiser: read the denoised estimate D(x, σ, cond) in x's place (``GenNegConfig.classifier_input =
+            "denoised"``), with the same input scaling and σ. Not part of the classifier's weights: a loaded
+            classifier gets it again (``genneg.genneg.load_classifier``). Gradients flow through D, so guidance
+            differentiates the composition; D's own weights are not trained.
     """
 
     def __init__(self, net: nn.Module, sigma_data: float, fixed_sigma: float | None = None, num_bins: int = 8,
-                 sigma_min: float = 0.002, sigma_max: float = 80.0, elementwise: bool = False):
+                 sigma_min: float = 0.002, sigma_max: float = 80.0, elementwise: bool = False,
+                 denoiser: Callable | None = None):
         super().__init__()
+        if denoiser is not None and fixed_sigma is not None:
+            raise ValueError("a classifier reads either the denoised estimate or x at a fixed σ, not both")
         self.net, self.sigma_data, self.fixed_sigma = net, float(sigma_data), fixed_sigma
+        self._denoiser = _Shared(denoiser) if denoiser is not None else None  # not a submodule, not in state_dict
         self.elementwise = bool(elementwise)
         self.register_buffer("bin_centres", torch.linspace(math.log(sigma_min), math.log(sigma_max), num_bins))
         self.register_buffer("log_temperature", torch.zeros(num_bins))
@@ -61,9 +69,17 @@ class NoisyClassifier(nn.Module):
         sigma = as_sigma(sigma, x)
         return sigma if self.fixed_sigma is None else torch.full_like(sigma, self.fixed_sigma)
 
+    @property
+    def denoiser(self) -> Callable | None:
+        """The denoiser whose estimate the classifier reads, or None (it reads x_σ)."""
+        return self._denoiser.value if self._denoiser is not None else None
+
     def raw_logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
         """The network's logit before temperature and prior offset: ``[B]``, or ``[B, E]`` when ``elementwise``."""
         sigma = self._sigma(x, sigma)
+        if self._denoiser is not None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph while training
+                x = self._denoiser.value(x, sigma, cond)
         c_in = 1 / (append_dims(sigma, x.ndim) ** 2 + self.sigma_data**2).sqrt()
         raw = self.net(c_in * x, sigma.log() / 4, cond)
         if self.elementwise and (raw.ndim != 2 or raw.shape[0] != sigma.shape[0]):
@@ -108,6 +124,17 @@ class NoisyClassifier(nn.Module):
         """The logit ``[B]``; with ``elements`` the per-element logits ``[B, E]`` (training calls go through forward
         so that DDP syncs their gradients)."""
         return self.element_logits(x, sigma, cond) if elements else self.logit(x, sigma, cond)
+
+
+class _Shared:
+    """A reference that copies of its owner share: ``copy.deepcopy`` (the EMA copy of a classifier in training)
+    keeps the one base denoiser instead of cloning its weights."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 def logit_of_log_prob(log_c: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from .choices import CalibrationSplit, DistilSigma, PriorCorrection, SamplerKind, check_choice
+from .choices import CalibrationSplit, ClassifierInput, DistilSigma, PriorCorrection, SamplerKind, check_choice
 from .training import TrainConfig
 
 __all__ = ["SigmaConfig", "SamplerConfig", "GenNegConfig", "EvalConfig", "RunConfig", "config_from_dict", "BASELINES"]
@@ -107,6 +107,11 @@ class GenNegConfig:
             none of a class), so a classifier sees about N examples of the class it must learn (200 / α when α is
             small).
         max_samples_per_round: the cap on a round's samples under ``min_minority``.
+        classifier_input: "noisy" (default): a classifier reads x_σ. "denoised": it reads the base model's denoised
+            estimate D(x_σ; σ) in x_σ's place (the same scaling, σ still given), and guidance differentiates through
+            D. A function of x_σ, so the classifier's optimum is still P(valid | x_σ); what is decided early in
+            sampling but hidden by the noise (two vehicles heading for one spot, a body's lowest point) is in D's
+            estimate. Costs one more denoiser evaluation per classifier call (and its backward pass in guidance).
         oracle_curriculum: () (default): every round labels with the run's oracle. Otherwise one keyword dict per
             round (the first ``len`` rounds) for the domain's ``oracle(**kwargs)``, e.g. looser thresholds
             ``({"penetration_mm": 300}, {"penetration_mm": 150})``, so early rounds have a valid class to learn
@@ -138,6 +143,7 @@ class GenNegConfig:
     min_minority: int = 0
     max_samples_per_round: int = 100_000
     oracle_curriculum: tuple[dict, ...] = ()
+    classifier_input: ClassifierInput = "noisy"
 
     def __post_init__(self):
         if self.rounds < 0 or self.samples_per_round < 2 or self.distil_samples < 1:
@@ -167,6 +173,7 @@ class GenNegConfig:
         check_choice("GenNegConfig.distil_sigma", self.distil_sigma, DistilSigma)
         check_choice("GenNegConfig.prior_correction", self.prior_correction, PriorCorrection)
         check_choice("GenNegConfig.calibration_split", self.calibration_split, CalibrationSplit)
+        check_choice("GenNegConfig.classifier_input", self.classifier_input, ClassifierInput)
         unknown = set(self.baselines) - set(BASELINES)
         if unknown:
             raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {list(BASELINES)}")

@@ -61,7 +61,7 @@ def gen_neg(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
     for k in range(1, g.rounds + 1):
         teacher = stack(base, classifiers, cfg)  # the model round k samples from
         phase = ctx.phase(f"round {k}", cfg.classifier.steps, g.samples_per_round)
-        r = run_round(teacher, domain, cfg, oracle, k, phase)  # sample → label → α → fit classifier k
+        r = run_round(teacher, domain, cfg, oracle, k, phase, base=base)  # sample → label → α → fit classifier k
         if r.classifier is not None:
             classifiers.append(r.classifier)
         yield Stage(f"round{k}", stack(base, classifiers, cfg), r)
@@ -89,27 +89,40 @@ class RoundResult:
 
 
 def build_classifier(domain: Domain, cfg: RunConfig, *, fixed_sigma: float | None = None,
-                     stream: str = "classifier", element_reason: str | None = None) -> NoisyClassifier:
+                     stream: str = "classifier", element_reason: str | None = None,
+                     base: Denoiser | None = None) -> NoisyClassifier:
     """A freshly initialised classifier; its initial weights come from the stream ``(cfg.seed, stream, "init")``.
-    With ``element_reason`` a per-element one, on the domain's ``make_element_classifier_net(cfg, reason)``."""
+    With ``element_reason`` a per-element one, on the domain's ``make_element_classifier_net(cfg, reason)``. With
+    ``cfg.genneg.classifier_input = "denoised"`` it reads ``base``'s denoised estimate (not at a ``fixed_sigma``:
+    the time-independent ablation reads x)."""
     g = cfg.genneg
+    reads = None
+    if g.classifier_input == "denoised" and fixed_sigma is None:
+        if base is None:
+            raise ValueError("classifier_input = 'denoised' needs the base denoiser whose estimate the classifier "
+                             "reads (build_classifier / load_classifier base=...)")
+        reads = base
     with seeded(stream_seed(cfg.seed, stream, "init")):
         if element_reason is None:
             net = domain.make_classifier_net(dict(cfg.classifier_net))
         else:
             net = domain.make_element_classifier_net(dict(cfg.classifier_net), element_reason)
     return NoisyClassifier(net, domain.sigma_data, fixed_sigma=fixed_sigma, sigma_min=g.classifier_sigma_min,
-                           sigma_max=g.classifier_sigma_max, elementwise=element_reason is not None).to(cfg.device)
+                           sigma_max=g.classifier_sigma_max, elementwise=element_reason is not None,
+                           denoiser=reads).to(cfg.device)
 
 
-def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path) -> NoisyClassifier | ReasonClassifiers:
-    """A round's classifier (or its per-reason classifiers) as ``run_round`` saved it to ``path``."""
+def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path,
+                    base: Denoiser | None = None) -> NoisyClassifier | ReasonClassifiers:
+    """A round's classifier (or its per-reason classifiers) as ``run_round`` saved it to ``path``; ``base``: the
+    denoiser it reads under ``classifier_input = "denoised"``."""
     state, meta = load_weights(path)
     if "reasons" in meta:
-        model = ReasonClassifiers({r: build_classifier(domain, cfg, element_reason=r if elementwise else None)
+        model = ReasonClassifiers({r: build_classifier(domain, cfg, element_reason=r if elementwise else None,
+                                                       base=base)
                                    for r, elementwise in meta["reasons"].items()})
     else:
-        model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"))
+        model = build_classifier(domain, cfg, fixed_sigma=meta.get("fixed_sigma"), base=base)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # missing, unexpected or reshaped tensors: another architecture
@@ -119,7 +132,7 @@ def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path) -> NoisyCl
 
 def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, index: int,
               ctx: RunContext = RunContext(), *, importance: bool | None = None, fixed_sigma: float | None = None,
-              name: str | None = None) -> RoundResult:
+              name: str | None = None, base: Denoiser | None = None) -> RoundResult:
     """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
 
     M is ``samples_per_round``, or more under ``min_minority`` (``round_size``); the labels come from
@@ -138,11 +151,14 @@ def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
         fixed_sigma: train the classifier at this σ only (the time-independent ablation, see
             ``baselines.time_independent_guidance``); no calibration or σ window is fitted for it.
         name: file stem for the classifier in ``run_dir`` (default ``classifier{index}``).
+        base: the denoiser a classifier reads under ``classifier_input = "denoised"`` (default: ``teacher``, which
+            is the base in round 1; later rounds pass the unguided base, not the guided teacher).
     """
     g = cfg.genneg
+    base = teacher if base is None else base
     stream = f"round{index}"
     stem = name or f"classifier{index}"
-    finished = _finished_round(domain, cfg, ctx.file(f"{stem}.safetensors")) if ctx.resume else None
+    finished = _finished_round(domain, cfg, ctx.file(f"{stem}.safetensors"), base) if ctx.resume else None
     if finished is not None:
         return finished
     oracle = round_oracle(domain, cfg, oracle, index)
@@ -162,17 +178,17 @@ def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
     meta = {"fixed_sigma": fixed_sigma, "alpha": alpha}
     if g.classifier_per_reason and name is None:  # one classifier per reason; round 1's ablations stay single
         build = lambda reason, elementwise: build_classifier(  # noqa: E731
-            domain, cfg, stream=f"{stream}/{reason}", element_reason=reason if elementwise else None)
+            domain, cfg, stream=f"{stream}/{reason}", element_reason=reason if elementwise else None, base=base)
         model, report = fit_per_reason(build, data, train_set, held, cfg, ctx, stream=stream, stem=stem,
                                        element_nets=hasattr(domain, "make_element_classifier_net"))
         meta["reasons"] = {r: rep["elementwise"] for r, rep in report["reasons"].items() if "elementwise" in rep}
         out.skipped = "" if model is not None else "no reason has both classes in the round's samples"
     else:
         use_is = g.importance_weights if importance is None else importance
-        model, report = fit_judged(build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream), train_set,
-                                   held, cfg, ctx, labels=(train_set.y, held.y), alpha=alpha, use_is=use_is,
-                                   weighted=use_is and g.prior_correction == "weights", fixed_sigma=fixed_sigma,
-                                   streams=(stream, stream), stem=stem)
+        clf = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream, base=base)
+        model, report = fit_judged(clf, train_set, held, cfg, ctx, labels=(train_set.y, held.y), alpha=alpha,
+                                   use_is=use_is, weighted=use_is and g.prior_correction == "weights",
+                                   fixed_sigma=fixed_sigma, streams=(stream, stream), stem=stem)
     out.classifier, out.report = model, report
     if ctx.run_dir is not None and model is not None:
         save_weights(ctx.file(f"{stem}.safetensors"), model, {**meta, "report": report, "round": out.summary()})
@@ -216,7 +232,7 @@ def _draw_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracl
     return torch.cat([x0, x1]), concat([cond, c1]), OracleResult.concat([result, r1])
 
 
-def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None) -> RoundResult | None:
+def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None, base: Denoiser) -> RoundResult | None:
     """The round a previous process finished and saved to ``path`` (its calibrated classifier and summary), or None
     (no such file, or only the classifier's training weights: the round stopped before its end)."""
     if path is None or not path.is_file():
@@ -226,7 +242,7 @@ def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None) -> RoundR
         return None
     s = meta["round"]
     return RoundResult(s["round"], s["alpha"], tuple(s["alpha_ci"]), s["n"], s["undefined"],
-                       load_classifier(domain, cfg, path), s["classifier"], s["skipped"])
+                       load_classifier(domain, cfg, path, base), s["classifier"], s["skipped"])
 
 
 def _skip_reason(n_defined: int, n_valid: int) -> str:

@@ -196,7 +196,7 @@ def _baselines(s: SeedRun, base):
         s.evaluate("no_is", guided, {"round": r.summary()})
     if "time_independent" in todo:
         path = s.dir / "classifier1.safetensors"
-        round1 = load_classifier(s.domain, cfg, path) if path.exists() else None
+        round1 = load_classifier(s.domain, cfg, path, base) if path.exists() else None
         guided, r = time_independent_guidance(base, s.domain, cfg, s.oracle, round1,
                                               ctx.phase("time_independent", steps, n))
         s.evaluate("time_independent", guided, {"round": r.summary()})
@@ -294,6 +294,6 @@ def load_seed(seed_dir: str | Path, domain_path: str | None = None):
     domain = get_domain(cfg.domain, domain_path=domain_path, **cfg.data)
     base = load_denoiser(domain, cfg, seed_dir / "base.safetensors")
     rounds = sorted(seed_dir.glob("classifier[0-9]*.safetensors"), key=lambda p: int(p.stem.removeprefix("classifier")))
-    classifiers = [load_classifier(domain, cfg, p) for p in rounds]
+    classifiers = [load_classifier(domain, cfg, p, base) for p in rounds]
     student = seed_dir / "distilled.safetensors"
     return cfg, domain, base, classifiers, load_denoiser(domain, cfg, student) if student.exists() else None

@@ -167,22 +167,23 @@ def _points_denoiser(gmm):
     return lambda x, s, c=None: gmm.denoiser(x.reshape(-1, 2), s.repeat_interleave(3), None).view_as(x)
 
 
-@pytest.mark.parametrize("split", ["train", "val"])
-def test_per_reason_round_fits_saves_and_guides(tmp_path, split):
+@pytest.mark.parametrize("split, reads", [("train", "noisy"), ("val", "noisy"), ("train", "denoised")])
+def test_per_reason_round_fits_saves_and_guides(tmp_path, split, reads):
     d = VehicleGMM()
     cfg = d.presets()["default"]
     quick = TrainConfig(steps=300, batch_size=128, lr=3e-3, warmup=10, ema_decay=0.9, checkpoint_every=0)
     cfg = replace(cfg, classifier=quick, sampler=SamplerConfig(steps=8),
                   genneg=GenNegConfig(rounds=1, samples_per_round=600, classifier_per_reason=True,
-                                      calibration_split=split, classifier_sigma_max=10.0))
+                                      calibration_split=split, classifier_sigma_max=10.0, classifier_input=reads))
     base = _points_denoiser(d.gmm)
     r = run_round(base, d, cfg, d.oracle(), 1, RunContext(tmp_path))
     assert isinstance(r.classifier, ReasonClassifiers) and set(r.classifier.reasons) == {"far", "left"}
     assert r.report["per_reason"] and r.report["reasons"]["far"]["elementwise"]
     assert not r.report["reasons"]["left"]["elementwise"] and "bins" in r.report
     assert r.classifier.member("far").elementwise
+    assert all((r.classifier.member(k).denoiser is base) == (reads == "denoised") for k in ("far", "left"))
     assert (tmp_path / "labelled_round1_val.safetensors").exists() == (split == "val")
-    again = load_classifier(d, cfg, tmp_path / "classifier1.safetensors")
+    again = load_classifier(d, cfg, tmp_path / "classifier1.safetensors", base)
     x, s = torch.randn(5, 3, 2), torch.full((5,), 0.3)
     torch.testing.assert_close(again.log_prob(x, s), r.classifier.log_prob(x, s))
     resumed = run_round(base, d, cfg, d.oracle(), 1, RunContext(tmp_path, resume=True))
