@@ -71,3 +71,18 @@ def test_copies_of_a_denoised_classifier_share_the_base():
     c = NoisyClassifier(LinearNet(), 0.5, denoiser=lambda x, s, cond: base(x))
     twin = copy.deepcopy(c)  # what training does for the EMA weights
     assert twin.denoiser is c.denoiser and twin.net is not c.net
+
+
+def test_a_run_with_denoised_classifiers_samples_its_stacked_stage_from_the_cli(tmp_path):
+    """`genneg run` with the option, then `genneg sample --stage round2`: the loaded classifiers get the base back."""
+    import numpy as np
+
+    from genneg.cli import main
+
+    run = tmp_path / "run"
+    assert main(["run", "toy", "--preset", "tiny", "--run-dir", str(run), "--quiet",
+                 "--set", 'genneg.classifier_input="denoised"', "--set", 'genneg.baselines=["no_is"]']) == 0
+    out = tmp_path / "r2.npz"
+    assert main(["sample", "--run-dir", str(run), "--stage", "round2", "--n", "64", "--out", str(out), "--quiet"]) == 0
+    with np.load(out) as z:
+        assert np.isfinite(z[z.files[0]]).all()
