@@ -297,3 +297,14 @@ def report_json(name: str, payload: dict, out: str | None = None) -> Path:
     """Prints ``payload`` as JSON and writes it (``write``): the motion benchmarks' report."""
     print(json.dumps(payload, indent=2, default=float), flush=True)
     return write(name, payload, out)
+
+
+def eval_stream_metrics(model, domain, cfg, data, oracle) -> dict:
+    """A model's metrics on a run's evaluation stream ``("eval",)``: the conditions and sampler noise of the run's
+    report rows, so every row is paired with the run's base (no NLL; ``genneg.evaluate.nll_points`` gives it)."""
+    from genneg.evaluate import evaluate_denoiser
+    from genneg.rng import stream_seed
+
+    metrics, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=stream_seed(cfg.seed, "eval"),
+                                      with_nll=False)
+    return metrics

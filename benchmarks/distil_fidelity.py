@@ -29,14 +29,13 @@ from pathlib import Path
 
 import torch
 
-from common import table, write
+from common import eval_stream_metrics, table, write
 from genneg.batch import take, to_device
 from genneg.checkpoint import load_weights
 from genneg.context import RunContext
 from genneg.diffusion import masked_sum
-from genneg.evaluate import EvalData, evaluate_denoiser
-from genneg.genneg import _teacher_samples, distil, stack
-from genneg.rng import stream_seed
+from genneg.evaluate import EvalData
+from genneg.genneg import distil, stack, teacher_samples
 from genneg.run import load_seed
 
 BANDS = [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, float("inf")]
@@ -107,7 +106,7 @@ def main():
         raise SystemExit(f"error: {seed_dir} holds no distilled.safetensors; the run has not finished distilling")
     pool, _ = load_weights(seed_dir / CACHED[0])
     # the teacher's samples are cached by the run; their conditions are redrawn from the run's own stream
-    _, cond = _teacher_samples(None, domain, cfg, RunContext(seed_dir, resume=True), "distilled")
+    _, cond = teacher_samples(None, domain, cfg, RunContext(seed_dir, resume=True))
     results = {"run's student": {"lr": cfg.distil.lr, "steps": cfg.distil.steps,
                                  "bands": fidelity(base, student, pool, cond, args.rows)}}
     print_fidelity(f"the run's student ({args.run_dir} seed {args.seed}, {args.rows} pool rows)",
@@ -144,9 +143,7 @@ def main():
 
 
 def _evaluate(model, domain, cfg, data, oracle) -> dict:
-    metrics, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=stream_seed(cfg.seed, "eval"),
-                                      with_nll=False)
-    inf = metrics["infraction"]
+    inf = eval_stream_metrics(model, domain, cfg, data, oracle)["infraction"]
     return {"rate": inf["total"]["rate"], "lo": inf["total"]["lo"], "hi": inf["total"]["hi"],
             "reasons": {k: v["rate"] for k, v in inf["reasons"].items()}}
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from common import table, write
-from genneg.evaluate import EvalData, evaluate_denoiser, nll_points
+from common import eval_stream_metrics, table, write
+from genneg.evaluate import EvalData, nll_points
 from genneg.genneg import stack
 from genneg.likelihood import mean_and_stderr
 from genneg.rng import stream_seed
@@ -33,9 +33,8 @@ from genneg.run import load_seed
 
 
 def evaluate(model, domain, cfg, data: EvalData, oracle) -> tuple[dict, torch.Tensor]:
-    seed = stream_seed(cfg.seed, "eval")
-    metrics, _, _ = evaluate_denoiser(model, domain, cfg, data, oracle, seed=seed, with_nll=False)
-    nll = nll_points(model, cfg, data, seed).double()
+    metrics = eval_stream_metrics(model, domain, cfg, data, oracle)
+    nll = nll_points(model, cfg, data, stream_seed(cfg.seed, "eval")).double()
     return metrics, nll
 
 

@@ -74,12 +74,18 @@ class NoisyClassifier(nn.Module):
         """The denoiser whose estimate the classifier reads, or None (it reads x_σ)."""
         return self._denoiser.value if self._denoiser is not None else None
 
-    def raw_logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
-        """The network's logit before temperature and prior offset: ``[B]``, or ``[B, E]`` when ``elementwise``."""
+    def read(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        """What the network reads at (x, σ): x itself, or the denoiser's estimate D(x; σ)."""
+        if self._denoiser is None:
+            return x
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph while training
+            return self._denoiser.value(x, self._sigma(x, sigma), cond)
+
+    def raw_logit(self, x: Tensor, sigma: Tensor, cond: Any = None, *, read: Tensor | None = None) -> Tensor:
+        """The network's logit before temperature and prior offset: ``[B]``, or ``[B, E]`` when ``elementwise``.
+        ``read``: ``self.read(x, sigma, cond)`` when the caller has it already (classifiers sharing one base)."""
         sigma = self._sigma(x, sigma)
-        if self._denoiser is not None:
-            with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph while training
-                x = self._denoiser.value(x, sigma, cond)
+        x = self.read(x, sigma, cond) if read is None else read
         c_in = 1 / (append_dims(sigma, x.ndim) ** 2 + self.sigma_data**2).sqrt()
         raw = self.net(c_in * x, sigma.log() / 4, cond)
         if self.elementwise and (raw.ndim != 2 or raw.shape[0] != sigma.shape[0]):
@@ -94,16 +100,16 @@ class NoisyClassifier(nn.Module):
         t = temperature if temperature.ndim == 0 else append_dims(temperature, raw.ndim)
         return logit_of_log_prob(F.logsigmoid(raw / t).sum(1)) if self.elementwise else raw / t
 
-    def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+    def logit(self, x: Tensor, sigma: Tensor, cond: Any = None, *, read: Tensor | None = None) -> Tensor:
         """The logit of C(x, σ) = P(valid | x_σ), ``[B]``."""
-        raw = self.raw_logit(x, sigma, cond)
+        raw = self.raw_logit(x, sigma, cond, read=read)
         return self.tempered(raw, self.temperature(self._sigma(x, sigma))) + self.logit_offset
 
-    def element_logits(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+    def element_logits(self, x: Tensor, sigma: Tensor, cond: Any = None, *, read: Tensor | None = None) -> Tensor:
         """Per-element logits ``[B, E]`` of a per-element classifier, at its fitted temperature."""
         if not self.elementwise:
             raise ValueError("element_logits needs a per-element classifier (elementwise=True)")
-        return self.raw_logit(x, sigma, cond) / append_dims(self.temperature(self._sigma(x, sigma)), 2)
+        return self.raw_logit(x, sigma, cond, read=read) / append_dims(self.temperature(self._sigma(x, sigma)), 2)
 
     def temperature(self, sigma: Tensor) -> Tensor:
         """Per-sample temperature, linearly interpolated in ln σ between the bin centres."""
@@ -113,12 +119,12 @@ class NoisyClassifier(nn.Module):
         w = (u - c[i - 1]) / (c[i] - c[i - 1])
         return (t[i - 1] * (1 - w) + t[i] * w).exp()
 
-    def log_prob(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+    def log_prob(self, x: Tensor, sigma: Tensor, cond: Any = None, *, read: Tensor | None = None) -> Tensor:
         """log C(x, σ) = log P(valid | x_σ), ``[B]``: the quantity guidance differentiates (per-element:
         Σ_e log σ(ℓ_e), summed directly for an exact gradient)."""
         if self.elementwise:
-            return F.logsigmoid(self.element_logits(x, sigma, cond)).sum(1)
-        return F.logsigmoid(self.logit(x, sigma, cond))
+            return F.logsigmoid(self.element_logits(x, sigma, cond, read=read)).sum(1)
+        return F.logsigmoid(self.logit(x, sigma, cond, read=read))
 
     def forward(self, x, sigma, cond=None, *, elements: bool = False):
         """The logit ``[B]``; with ``elements`` the per-element logits ``[B, E]`` (training calls go through forward

@@ -111,7 +111,8 @@ class GenNegConfig:
             estimate D(x_σ; σ) in x_σ's place (the same scaling, σ still given), and guidance differentiates through
             D. A function of x_σ, so the classifier's optimum is still P(valid | x_σ); what is decided early in
             sampling but hidden by the noise (two vehicles heading for one spot, a body's lowest point) is in D's
-            estimate. Costs one more denoiser evaluation per classifier call (and its backward pass in guidance).
+            estimate. Costs one more denoiser evaluation per round's guide (its per-reason classifiers share it)
+            and its backward pass in guidance.
         oracle_curriculum: () (default): every round labels with the run's oracle. Otherwise one keyword dict per
             round (the first ``len`` rounds) for the domain's ``oracle(**kwargs)``, e.g. looser thresholds
             ``({"penetration_mm": 300}, {"penetration_mm": 150})``, so early rounds have a valid class to learn

@@ -38,7 +38,8 @@ from .stats import wilson_interval
 from .training import seeded, streamed, train
 
 __all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "round_oracle", "round_size", "stack", "guidance_term",
-           "distil", "build_classifier", "load_classifier", "target_pool", "draw_labelled", "RunContext"]
+           "distil", "build_classifier", "load_classifier", "target_pool", "teacher_samples", "draw_labelled",
+           "RunContext"]
 
 
 @dataclass
@@ -289,7 +290,7 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
     done = ctx.file(f"{name}.safetensors")
     if ctx.resume and done is not None and done.is_file() and _trained(ctx.file(f"{name}.state.pt"), cfg.distil.steps):
         return load_denoiser(domain, cfg, done)  # a previous process finished this distillation
-    x0, cond = _teacher_samples(teacher, domain, cfg, ctx, name)
+    x0, cond = teacher_samples(teacher, domain, cfg, ctx, name)
     if g.distil_data_fraction > 0:
         x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, stream_seed(cfg.seed, name, "data_mix"))
     student = copy.deepcopy(init).train().requires_grad_(True)
@@ -350,7 +351,10 @@ def _distil_sigma_dist(g):
     return LogNormalSigma()
 
 
-def _teacher_samples(teacher: Denoiser, domain: Domain, cfg: RunConfig, ctx: RunContext, name: str):
+def teacher_samples(teacher: Denoiser, domain: Domain, cfg: RunConfig, ctx: RunContext, name: str = "distilled"):
+    """The distillation's ``distil_samples`` teacher samples ``x0`` and their training conditions, from the stream
+    ``(cfg.seed, name, "samples")``; cached in ``ctx.run_dir`` and read back on ``ctx.resume`` (then ``teacher`` is
+    not called)."""
     n, seed = cfg.genneg.distil_samples, stream_seed(cfg.seed, name, "samples")
     cond = domain.conditions(n, "train", stream_seed(seed, "conditions"))
     tensors, _ = draw_cached(teacher, domain, cfg, cond, n, seed, {"n": n, "split": "train", "seed": seed},

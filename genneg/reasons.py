@@ -54,15 +54,23 @@ class ReasonClassifiers(nn.Module):
         """The widest member window: guidance calls the round up to it, each member stops at its own."""
         return torch.stack([c.sigma_max_guidance for c in self.members.values()]).max()
 
+    def _read(self, x: Tensor, sigma: Tensor, cond: Any) -> Tensor | None:
+        """What every member reads, computed once (one evaluation of their shared base under
+        ``classifier_input = "denoised"``), or None when the members read different things."""
+        first, *rest = self.members.values()
+        return first.read(x, sigma, cond) if all(c.denoiser is first.denoiser for c in rest) else None
+
     def log_prob(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
-        total = 0.0
+        total, read = 0.0, self._read(x, sigma, cond)
         for c in self.members.values():
-            lp = c.log_prob(x, sigma, cond)
+            lp = c.log_prob(x, sigma, cond, read=read)
             total = total + torch.where(sigma <= c.sigma_max_guidance, lp, torch.zeros_like(lp))
         return total
 
     def logit(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
-        return logit_of_log_prob(sum(nn.functional.logsigmoid(c.logit(x, sigma, cond)) for c in self.members.values()))
+        read = self._read(x, sigma, cond)
+        return logit_of_log_prob(sum(nn.functional.logsigmoid(c.logit(x, sigma, cond, read=read))
+                                     for c in self.members.values()))
 
     def forward(self, x, sigma, cond=None):
         return self.logit(x, sigma, cond)

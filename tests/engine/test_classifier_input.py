@@ -86,3 +86,23 @@ def test_a_run_with_denoised_classifiers_samples_its_stacked_stage_from_the_cli(
     assert main(["sample", "--run-dir", str(run), "--stage", "round2", "--n", "64", "--out", str(out), "--quiet"]) == 0
     with np.load(out) as z:
         assert np.isfinite(z[z.files[0]]).all()
+
+
+def test_per_reason_members_that_share_a_base_evaluate_it_once():
+    from genneg.reasons import ReasonClassifiers
+
+    calls = []
+
+    def base(x, sigma, cond):
+        calls.append(len(x))
+        return torch.tanh(x)
+
+    members = {r: NoisyClassifier(LinearNet(), 0.5, denoiser=base) for r in ("a", "b")}
+    both = ReasonClassifiers(members)
+    x, sigma = torch.randn(5, 2, requires_grad=True), torch.full((5,), 0.3)
+    lp = both.log_prob(x, sigma)
+    assert calls == [5]  # one base evaluation for the two members
+    assert torch.allclose(lp, sum(c.log_prob(x, sigma) for c in members.values()))
+    both.logit(x, sigma)
+    assert len(calls) == 4  # 2 above + 1 here
+    torch.autograd.grad(lp.sum(), x)  # and it differentiates through the shared estimate
