@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genneg.config import RunConfig
 from genneg.domain import validate_x0
@@ -29,6 +29,7 @@ from .calibration import TOE_INDICES, oracle_inputs
 from .features import FeatureCodec, aux_channels, aux_errors, aux_from_pose
 from .kinematics import SkinnedBody, sixd_to_matrix
 from .net import MotionTransformer
+from .physics_input import PHYSICS_FEATURES, PhysicsClassifierNet
 from .skeleton import NUM_JOINTS
 
 __all__ = ["MotionDomain", "make_domain"]
@@ -337,16 +338,24 @@ class MotionDomain:
         return self.fk_weight * gate * self.fk_loss(denoised, x0, cond)
 
     # --------------------------------------------------------------------------------------------- nets, plots
-    def _net(self, cfg: dict, classifier: bool) -> MotionTransformer:
-        return MotionTransformer(self.num_features, self.frames, len(self.label_names), classifier=classifier, **cfg)
+    def _net(self, cfg: dict, classifier: bool) -> nn.Module:
+        cfg = dict(cfg)
+        if not cfg.pop("physics", False):
+            return MotionTransformer(self.num_features, self.frames, len(self.label_names), classifier=classifier,
+                                     **cfg)  # fmt: skip
+        if not classifier:
+            raise ValueError("physics inputs are for classifier nets; a denoiser reads the model's channels only")
+        trunk = MotionTransformer(self.num_features + len(PHYSICS_FEATURES), self.frames, len(self.label_names),
+                                  classifier=True, **cfg)  # fmt: skip
+        return PhysicsClassifierNet(trunk, self.physical, self.skinned, self.sigma_data, self.fps)
 
-    def make_denoiser_net(self, cfg: dict) -> MotionTransformer:
+    def make_denoiser_net(self, cfg: dict) -> nn.Module:
         return self._net(cfg, classifier=False)
 
-    def make_classifier_net(self, cfg: dict) -> MotionTransformer:
+    def make_classifier_net(self, cfg: dict) -> nn.Module:
         return self._net({**cfg, "label_dropout": 0.0}, classifier=True)
 
-    def make_element_classifier_net(self, cfg: dict, reason: str) -> MotionTransformer:
+    def make_element_classifier_net(self, cfg: dict, reason: str) -> nn.Module:
         """A per-frame classifier (logits ``[B, T]``) for ``reason``: only ``penetration`` is decided frame by
         frame (the oracle's per-frame flags); skating and floating are properties of a whole window."""
         if reason != "penetration":

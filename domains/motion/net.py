@@ -26,7 +26,17 @@ from torch import Tensor, nn
 
 from genneg.nn import SigmaEmbedding
 
-__all__ = ["MotionTransformer"]
+__all__ = ["MotionTransformer", "frame_mask"]
+
+
+def frame_mask(cond, b: int, t: int, device) -> Tensor:
+    """``cond["defined"]`` as a bool ``[b, t]`` mask on ``device`` (every frame when absent); checks its shape."""
+    defined = cond.get("defined") if isinstance(cond, dict) else None
+    if defined is None:
+        return torch.ones(b, t, dtype=torch.bool, device=device)
+    if tuple(defined.shape) != (b, t):
+        raise ValueError(f"cond['defined'] must have shape [{b}, {t}], got {tuple(defined.shape)}")
+    return defined.to(device=device, dtype=torch.bool)
 
 
 def _sinusoids(length: int, dim: int) -> Tensor:
@@ -119,19 +129,11 @@ class MotionTransformer(nn.Module):
             label = torch.where(drop, torch.full_like(label, self.num_labels), label)
         return label
 
-    def _defined(self, cond, b: int, t: int, device) -> Tensor:
-        defined = cond.get("defined") if isinstance(cond, dict) else None
-        if defined is None:
-            return torch.ones(b, t, dtype=torch.bool, device=device)
-        if tuple(defined.shape) != (b, t):
-            raise ValueError(f"cond['defined'] must have shape [{b}, {t}], got {tuple(defined.shape)}")
-        return defined.to(device=device, dtype=torch.bool)
-
     def forward(self, x_in: Tensor, c_noise: Tensor, cond=None) -> Tensor:
         b, t, f = x_in.shape
         if f != self.features or t > self.frames:
             raise ValueError(f"expected x of shape [B, <= {self.frames}, {self.features}], got {tuple(x_in.shape)}")
-        defined = self._defined(cond, b, t, x_in.device)
+        defined = frame_mask(cond, b, t, x_in.device)
         frames = self.inp(x_in) + self.positions[:t]
         tokens = torch.stack([self.sigma_emb(c_noise), self.label_emb(self._labels(cond, b, x_in.device))], 1)
         h = torch.cat([tokens, frames], 1)  # [B, 2 + T, width]
