@@ -99,7 +99,8 @@ def test_domain_contract_and_data(domain):
     params = sum(p.numel() for p in domain.make_denoiser_net(dict(cpu.net)).parameters())
     assert 1e6 <= params <= 2e6 and cpu.net["width"] >= 192 and cpu.net["depth"] >= 4 and cpu.net["kernel"] > 0
     for head in ("pooled", "frames"):  # the classifier head is chosen by config
-        assert domain.make_classifier_net({**cpu.classifier_net, "head": head}).head == head
+        net = domain.make_classifier_net({**cpu.classifier_net, "head": head})
+        assert net.trunk.head == head  # the cpu classifiers read the kinematics (PhysicsClassifierNet)
     x0, cond = domain.dataset("train")
     d = cond["defined"]
     assert x0.shape[1:] == (40, domain.num_features) and cond["label"].dtype == torch.int64
