@@ -20,7 +20,9 @@ from .diffusion import Denoiser
 from .context import RunContext
 from .domain import Domain
 from .draws import draw_cached
-from .genneg import build_classifier, guidance_term, run_round, stack
+from .fitting import fit_judged
+from .genneg import (RoundResult, build_classifier, finished_round, guidance_term, labelled_round, save_round,
+                     stack)
 from .guidance import GuidanceTerm, guided
 from .oracle import Oracle
 from .rng import stream_seed
@@ -35,7 +37,7 @@ def no_importance_weights(base: Denoiser, domain: Domain, cfg: RunConfig, oracle
     """Round 1 without importance weights: the same samples, split, initial weights, batches and noise as round 1,
     calibrated and windowed the same way, but trained (and judged) on the 50/50 problem, so its classifier models a
     balanced prior instead of the model's. Returns the guided denoiser and the round's summary."""
-    r = run_round(base, domain, cfg, oracle, 1, ctx, name="no_is", importance=False)
+    r = _round1_variant(base, domain, cfg, oracle, ctx, "no_is", use_is=False)
     return (stack(base, [r.classifier], cfg) if r.classifier is not None else base), r
 
 
@@ -45,9 +47,27 @@ def time_independent_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, or
     to the denoised estimate: log C(D(x; σ)), its gradient taken through D, with round 1's σ window (``round1``'s
     ``sigma_max_guidance``; the run's window when round 1 has none) and the run's clipping.
     Returns the guided denoiser and the round's summary."""
-    r = run_round(base, domain, cfg, oracle, 1, ctx, name="time_independent",
-                  fixed_sigma=cfg.genneg.classifier_sigma_min)
+    r = _round1_variant(base, domain, cfg, oracle, ctx, "time_independent", fixed_sigma=cfg.genneg.classifier_sigma_min)
     return (base if r.classifier is None else on_denoised(base, r.classifier, round1, cfg)), r
+
+
+def _round1_variant(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, ctx: RunContext, stem: str, *,
+                    use_is: bool = True, fixed_sigma: float | None = None) -> RoundResult:
+    """Round 1's classifier with one thing changed (importance weights off, or trained at one fixed σ): round 1's
+    cached draw, split and streams (``genneg.labelled_round``), one classifier whatever ``classifier_per_reason``
+    says, saved as ``<stem>.safetensors``."""
+    finished = finished_round(domain, cfg, ctx.file(f"{stem}.safetensors"), base) if ctx.resume else None
+    if finished is not None:
+        return finished
+    drawn = labelled_round(base, domain, cfg, oracle, 1, ctx, resume=True)  # round 1's draw when it is cached
+    out, train_set, held = drawn.summary, drawn.train, drawn.held
+    if out.skipped:
+        return out
+    clf = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream="round1", base=base)
+    model, report = fit_judged(clf, train_set, held, cfg, ctx, labels=(train_set.y, held.y), alpha=out.alpha,
+                               use_is=use_is, weighted=use_is and cfg.genneg.prior_correction == "weights",
+                               fixed_sigma=fixed_sigma, streams=("round1", "round1"), stem=stem)
+    return save_round(out, model, report, {"fixed_sigma": fixed_sigma, "alpha": out.alpha}, ctx, stem)
 
 
 def on_denoised(base: Denoiser, clean: NoisyClassifier, round1: NoisyClassifier | None, cfg: RunConfig) -> Denoiser:

@@ -37,9 +37,9 @@ from .rng import stream_seed
 from .stats import wilson_interval
 from .training import seeded, streamed, train
 
-__all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "round_oracle", "round_size", "stack", "guidance_term",
-           "distil", "build_classifier", "load_classifier", "target_pool", "teacher_samples", "draw_labelled",
-           "RunContext"]
+__all__ = ["gen_neg", "Stage", "RoundResult", "run_round", "labelled_round", "LabelledRound", "save_round",
+           "finished_round", "round_oracle", "round_size", "stack", "guidance_term", "distil", "build_classifier",
+           "load_classifier", "target_pool", "teacher_samples", "draw_labelled", "RunContext"]
 
 
 @dataclass
@@ -131,65 +131,88 @@ def load_classifier(domain: Domain, cfg: RunConfig, path: str | Path,
     return model.eval().requires_grad_(False)
 
 
+@dataclass
+class LabelledRound:
+    """A round's draw: its summary (α, counts, ``skipped``), every judged sample, and the train / held-out sets."""
+
+    summary: RoundResult
+    data: Labelled | None = None
+    train: Labelled | None = None
+    held: Labelled | None = None
+
+
 def run_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, index: int,
-              ctx: RunContext = RunContext(), *, importance: bool | None = None, fixed_sigma: float | None = None,
-              name: str | None = None, base: Denoiser | None = None) -> RoundResult:
+              ctx: RunContext = RunContext(), *, base: Denoiser | None = None) -> RoundResult:
     """One round: M samples from ``teacher``, oracle labels, α with its Wilson interval, a calibrated classifier.
 
     M is ``samples_per_round``, or more under ``min_minority`` (``round_size``); the labels come from
-    ``round_oracle`` (the run's oracle, or the threshold curriculum's for an early round).
-
-    Every random draw comes from the round's streams ``(cfg.seed, "round<index>", purpose)``: an ablation of round
-    ``index`` (another ``name``) uses the same samples, hold-out split, initial weights, training batches and noise,
-    so it differs from the round in what it changes and nothing else.
-
-    The classifier is calibrated and windowed on held-out samples (``fitting.split_held_out``: a tenth of the draw,
-    or a draw on ``val`` conditions with ``calibration_split = "val"``). With ``classifier_per_reason`` the round
-    fits one classifier per reason of the oracle (``fitting.fit_per_reason``) and returns them as one guide.
+    ``round_oracle`` (the run's oracle, or the threshold curriculum's for an early round). The classifier is
+    calibrated and windowed on held-out samples (``labelled_round``). With ``classifier_per_reason`` the round fits
+    one classifier per reason of the oracle (``fitting.fit_per_reason``) and returns them as one guide.
 
     Args:
-        importance: importance weights on (default: ``cfg.genneg.importance_weights``).
-        fixed_sigma: train the classifier at this σ only (the time-independent ablation, see
-            ``baselines.time_independent_guidance``); no calibration or σ window is fitted for it.
-        name: file stem for the classifier in ``run_dir`` (default ``classifier{index}``).
         base: the denoiser a classifier reads under ``classifier_input = "denoised"`` (default: ``teacher``, which
             is the base in round 1; later rounds pass the unguided base, not the guided teacher).
     """
     g = cfg.genneg
     base = teacher if base is None else base
-    stream = f"round{index}"
-    stem = name or f"classifier{index}"
-    finished = _finished_round(domain, cfg, ctx.file(f"{stem}.safetensors"), base) if ctx.resume else None
+    stream, stem = f"round{index}", f"classifier{index}"
+    finished = finished_round(domain, cfg, ctx.file(f"{stem}.safetensors"), base) if ctx.resume else None
     if finished is not None:
         return finished
+    drawn = labelled_round(teacher, domain, cfg, oracle, index, ctx)
+    out, train_set, held = drawn.summary, drawn.train, drawn.held
+    if out.skipped:
+        return out
+    meta = {"fixed_sigma": None, "alpha": out.alpha}
+    if g.classifier_per_reason:  # one classifier per reason
+        build = lambda reason, elementwise: build_classifier(  # noqa: E731
+            domain, cfg, stream=f"{stream}/{reason}", element_reason=reason if elementwise else None, base=base)
+        model, report = fit_per_reason(build, drawn.data, train_set, held, cfg, ctx, stream=stream, stem=stem,
+                                       element_nets=hasattr(domain, "make_element_classifier_net"))
+        meta["reasons"] = {r: rep["elementwise"] for r, rep in report["reasons"].items() if "elementwise" in rep}
+        out.skipped = "" if model is not None else "no reason has both classes in the round's samples"
+    else:
+        clf = build_classifier(domain, cfg, stream=stream, base=base)
+        model, report = fit_judged(clf, train_set, held, cfg, ctx, labels=(train_set.y, held.y), alpha=out.alpha,
+                                   use_is=g.importance_weights,
+                                   weighted=g.importance_weights and g.prior_correction == "weights",
+                                   fixed_sigma=None, streams=(stream, stream), stem=stem)
+    return save_round(out, model, report, meta, ctx, stem)
+
+
+def labelled_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, index: int,
+                   ctx: RunContext = RunContext(), *,
+                   resume: bool | None = None) -> LabelledRound:
+    """Round ``index``'s labelled samples, α and hold-out split (``fitting.split_held_out``); without samples sets
+    when the round is skipped (``summary.skipped`` says why: one class is missing).
+
+    Every random draw comes from the round's streams ``(cfg.seed, "round<index>", purpose)``, so an ablation of
+    round ``index`` that reads them (``baselines``) uses the same samples, hold-out split, initial weights,
+    training batches and noise as the round, and differs from it in what it changes and nothing else. Undefined
+    verdicts are excluded, and counted. ``resume`` (default ``ctx.resume``): read the draws cached in the run's
+    folder.
+    """
+    stream = f"round{index}"
+    resume = ctx.resume if resume is None else resume
     oracle = round_oracle(domain, cfg, oracle, index)
-    # an ablation (another stem) reads its round's draw when there is one: the cache key says it is the same draw
-    x0, cond, result = _draw_round(teacher, domain, cfg, oracle, stream, ctx,
-                                   resume=ctx.resume or stem != f"classifier{index}")
-    keep = np.flatnonzero(result.defined)  # undefined verdicts are excluded, and counted
+    x0, cond, result = _draw_round(teacher, domain, cfg, oracle, stream, ctx, resume=resume)
+    keep = np.flatnonzero(result.defined)
     n_valid = int(result.valid[keep].sum())
     alpha = n_valid / len(keep) if len(keep) else float("nan")
     out = RoundResult(index, alpha, wilson_interval(n_valid, len(keep)), len(keep), result.num_undefined)
     out.skipped = _skip_reason(len(keep), n_valid)
     if out.skipped:
-        return out
+        return LabelledRound(out)
     data = Labelled(x0, cond, result).take(keep)
-    train_set, held = split_held_out(data, teacher, domain, cfg, oracle, stream, ctx,
-                                     resume=ctx.resume or stem != f"classifier{index}")
-    meta = {"fixed_sigma": fixed_sigma, "alpha": alpha}
-    if g.classifier_per_reason and name is None:  # one classifier per reason; round 1's ablations stay single
-        build = lambda reason, elementwise: build_classifier(  # noqa: E731
-            domain, cfg, stream=f"{stream}/{reason}", element_reason=reason if elementwise else None, base=base)
-        model, report = fit_per_reason(build, data, train_set, held, cfg, ctx, stream=stream, stem=stem,
-                                       element_nets=hasattr(domain, "make_element_classifier_net"))
-        meta["reasons"] = {r: rep["elementwise"] for r, rep in report["reasons"].items() if "elementwise" in rep}
-        out.skipped = "" if model is not None else "no reason has both classes in the round's samples"
-    else:
-        use_is = g.importance_weights if importance is None else importance
-        clf = build_classifier(domain, cfg, fixed_sigma=fixed_sigma, stream=stream, base=base)
-        model, report = fit_judged(clf, train_set, held, cfg, ctx, labels=(train_set.y, held.y), alpha=alpha,
-                                   use_is=use_is, weighted=use_is and g.prior_correction == "weights",
-                                   fixed_sigma=fixed_sigma, streams=(stream, stream), stem=stem)
+    train_set, held = split_held_out(data, teacher, domain, cfg, oracle, stream, ctx, resume=resume)
+    return LabelledRound(out, data, train_set, held)
+
+
+def save_round(out: RoundResult, model: NoisyClassifier | ReasonClassifiers | None, report: dict, meta: dict,
+               ctx: RunContext, stem: str) -> RoundResult:
+    """``out`` with its classifier and report, written to ``<stem>.safetensors`` with ``meta`` and the round's
+    summary (what ``finished_round`` reads back)."""
     out.classifier, out.report = model, report
     if ctx.run_dir is not None and model is not None:
         save_weights(ctx.file(f"{stem}.safetensors"), model, {**meta, "report": report, "round": out.summary()})
@@ -233,7 +256,7 @@ def _draw_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracl
     return torch.cat([x0, x1]), concat([cond, c1]), OracleResult.concat([result, r1])
 
 
-def _finished_round(domain: Domain, cfg: RunConfig, path: Path | None, base: Denoiser) -> RoundResult | None:
+def finished_round(domain: Domain, cfg: RunConfig, path: Path | None, base: Denoiser) -> RoundResult | None:
     """The round a previous process finished and saved to ``path`` (its calibrated classifier and summary), or None
     (no such file, or only the classifier's training weights: the round stopped before its end)."""
     if path is None or not path.is_file():
