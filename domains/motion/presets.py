@@ -74,7 +74,9 @@ def _cpu(demo: RunConfig) -> RunConfig:
                                checkpoint_every=500),  # fmt: skip
         distil=TrainConfig(steps=4000, batch_size=32, lr=2e-4, warmup=200, checkpoint_every=1000),
         sampler=SamplerConfig(steps=18, batch_size=256),
+        # the reference rows a multi-hour CPU run can afford: rejection sampling (free) and penalty guidance (no
+        # training); the trained ablations (no importance weights, time-independent, discriminator) are left out
         genneg=GenNegConfig(rounds=2, samples_per_round=8000, distil_samples=4000, classifier_input="denoised",
-                            distil_pool=24_000, distil_sigma="loguniform"),  # fmt: skip
+                            distil_pool=24_000, distil_sigma="loguniform", baselines=("rejection", "penalty")),
         eval=EvalConfig(num_samples=256, num_nll=64, nll_sigmas=16),
     )

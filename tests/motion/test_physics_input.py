@@ -88,3 +88,33 @@ def test_physics_is_for_classifiers_and_survives_a_save_and_load(domain, windows
     torch.testing.assert_close(again.logit(x0, sigma, cond), clf.logit(x0, sigma, cond))
     element = domain.make_element_classifier_net(SMALL, "penetration")
     assert element(x0, sigma.log() / 4, cond).shape == cond["defined"].shape
+
+
+def test_a_round_reads_the_kinematics_of_the_denoised_estimate_and_reloads(domain, tmp_path):
+    """The `cpu` preset's classifier setting at a tiny size: run_round trains it on the base's D(x_σ), saves it,
+    and load_classifier (given the base again) gives the same logits."""
+    from dataclasses import replace
+
+    from genneg.context import RunContext
+    from genneg.genneg import load_classifier, run_round
+
+    x0, cond = domain.dataset("train")
+    labels, length = cond["label"].numpy(), cond["defined"].sum(1).numpy()
+    longest = [int(np.flatnonzero(labels == c)[np.argmax(length[labels == c])]) for c in range(len(domain.label_names))]
+    features = domain.physical(x0[longest])
+    features[1::2, :, 1] -= 0.2  # every other clip sunk by 20 cm: both classes in the round
+    table = domain.normalise(features.detach().numpy(), np.ones(features.shape[:2], bool))
+
+    def base(x, sigma, c):  # the clip's window, moved a little by x: guidance reaches x through D
+        return (table[c["label"]] + 0.01 * torch.tanh(x)) * c["defined"][..., None]
+
+    cfg = domain.presets()["tiny"]
+    cfg = replace(cfg, classifier_net=SMALL, classifier=replace(cfg.classifier, steps=3, batch_size=8, warmup=0),
+                  sampler=replace(cfg.sampler, steps=2),
+                  genneg=replace(cfg.genneg, samples_per_round=32, classifier_input="denoised"))  # fmt: skip
+    r = run_round(base, domain, cfg, domain.oracle(), 1, RunContext(tmp_path))
+    assert r.classifier is not None and r.classifier.denoiser is base
+    again = load_classifier(domain, cfg, tmp_path / "classifier1.safetensors", base)
+    sigma = torch.full((4,), 0.2)
+    c4 = {k: v[:4] for k, v in cond.items()}
+    torch.testing.assert_close(again.logit(x0[:4], sigma, c4), r.classifier.logit(x0[:4], sigma, c4))
