@@ -97,6 +97,9 @@ def architecture(domain: Domain, cfg: RunConfig) -> dict:
             "sha256": tree_sha256({**ident, "layout": layout})}
 
 
+GENNEG_SECTIONS = ("classifier_net", "classifier", "distil", "genneg")  # config sections only Gen-neG reads
+
+
 def data_identity(domain: Domain, cfg: RunConfig) -> dict:
     """The training data the current code makes for ``cfg.data``: the config, its sha256, the train split's
     sha256 (samples and conditions) and row count."""
@@ -129,17 +132,17 @@ def probe(denoiser, domain: Domain, cfg: RunConfig) -> list[float]:
 def reproduce_command(cfg: RunConfig, presets: dict[str, RunConfig], name: str) -> str:
     """The commands that retrain the base of ``cfg`` and write ``pretrained/<name>`` from it."""
     run_dir = f"runs/{name}-base"
-    train = " ".join(["genneg train", cfg.domain, "--preset", cfg.preset, *_preset_args(cfg, presets), "--run-dir",
-                      run_dir])
+    args = _preset_args(cfg, presets, skip=GENNEG_SECTIONS)  # `genneg train` never reads them
+    train = " ".join(["genneg train", cfg.domain, "--preset", cfg.preset, *args, "--run-dir", run_dir])
     return f"{train} && genneg export-model --run-dir {run_dir} --out pretrained/{name}"
 
 
-def _preset_args(cfg: RunConfig, presets: dict[str, RunConfig]) -> list[str]:
-    """``--set`` and ``--seed`` arguments that turn ``cfg``'s preset into ``cfg``."""
+def _preset_args(cfg: RunConfig, presets: dict[str, RunConfig], skip: tuple[str, ...] = ()) -> list[str]:
+    """``--set`` and ``--seed`` arguments that turn ``cfg``'s preset into ``cfg`` (but for the sections ``skip``)."""
     if cfg.preset not in presets:
         raise ValueError(f"the run's preset {cfg.preset!r} is not a preset of domain {cfg.domain!r} "
                          f"({sorted(presets)}); a shipped model must be reproducible from a preset")
-    sets = _differences(presets[cfg.preset].to_dict(), cfg.to_dict(), skip=("device", "pretrained_base", "seed"))
+    sets = _differences(presets[cfg.preset].to_dict(), cfg.to_dict(), skip=("device", "pretrained_base", "seed", *skip))
     args = [f"--set {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in sets]
     if cfg.seed != presets[cfg.preset].seed:
         args.append(f"--seed {cfg.seed}")

@@ -28,7 +28,7 @@ def model_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pretrained")
     run = tmp / "run"
     assert main(["train", "toy", "--preset", "tiny", "--set", f"base.steps={STEPS}", "--set", "eval.num_samples=300",
-                 "--set", "eval.num_nll=50", "--eval-every", "30", "--run-dir", str(run), "--device", "cpu",
+                 "--set", "eval.num_nll=50", "--set", "classifier.steps=7", "--eval-every", "30", "--run-dir", str(run), "--device", "cpu",
                  "--quiet"]) == 0
     assert main(["export-model", "--run-dir", str(run), "--out", str(tmp / "toy-tiny")]) == 0
     return tmp / "toy-tiny"
@@ -55,7 +55,8 @@ def test_card_describes_the_weights_and_the_run(model_dir):
     assert m["step"] == STEPS and m["infraction"] == curve["points"][-1]["infraction"]
     assert m["infraction"]["total"]["lo"] <= m["infraction"]["total"]["rate"] <= m["infraction"]["total"]["hi"]
     assert m["nll"]["lo"] < m["nll"]["mean"] < m["nll"]["hi"]
-    # the one command that reproduces it names the preset and every override
+    # the one command that reproduces it names the preset and every override a base training reads (not the
+    # classifier's steps: `genneg train` never reads them)
     assert card["reproduce"].startswith("genneg train toy --preset tiny --set base.steps=60 --set "
                                         "eval.num_samples=300 --set eval.num_nll=50 --run-dir runs/toy-tiny-base && "
                                         "genneg export-model --run-dir runs/toy-tiny-base --out pretrained/toy-tiny")
