@@ -28,8 +28,8 @@ def model_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pretrained")
     run = tmp / "run"
     assert main(["train", "toy", "--preset", "tiny", "--set", f"base.steps={STEPS}", "--set", "eval.num_samples=300",
-                 "--set", "eval.num_nll=50", "--set", "classifier.steps=7", "--eval-every", "30", "--run-dir", str(run), "--device", "cpu",
-                 "--quiet"]) == 0
+                 "--set", "eval.num_nll=50", "--set", "classifier.steps=7", "--eval-every", "30", "--run-dir", str(run),
+                 "--device", "cpu", "--quiet"]) == 0
     assert main(["export-model", "--run-dir", str(run), "--out", str(tmp / "toy-tiny")]) == 0
     return tmp / "toy-tiny"
 
