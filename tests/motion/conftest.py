@@ -1,4 +1,5 @@
-"""Shared fixtures: the proxy body in a per-session cache, the walk clip, and every real window posed."""
+"""Shared fixtures: the proxy body in a per-session cache, the motion domain, the walk clip, and every real window
+posed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def body(cache_dir):
     from genneg.domains.motion.body import load_body
 
     return load_body("proxy", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def domain(cache_dir, body):
+    """The motion domain on the session's proxy body, one per test module."""
+    from genneg.domains.motion import make_domain
+
+    return make_domain(cache_dir=str(cache_dir))
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,6 @@ pytest.importorskip("smplx")
 pytest.importorskip("pybullet")
 
 
-@pytest.fixture(scope="module")
-def domain(cache_dir, body):
-    from genneg.domains.motion import make_domain
-
-    return make_domain(cache_dir=str(cache_dir))
-
-
 def test_skinned_body_matches_smplx(domain, body):
     from genneg.domains.motion.calibration import pose_features
 

@@ -15,13 +15,6 @@ trimesh = pytest.importorskip("trimesh")
 
 
 @pytest.fixture(scope="module")
-def domain(cache_dir, body):
-    from genneg.domains.motion import make_domain
-
-    return make_domain(cache_dir=str(cache_dir))
-
-
-@pytest.fixture(scope="module")
 def motion(domain):
     """A full-length val window of the walk: physical features [T, 147], vertices [T, V, 3], joints [T, 24, 3]."""
     x0, cond = domain.dataset("val")

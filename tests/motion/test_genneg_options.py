@@ -30,13 +30,6 @@ def test_round_size_reaches_the_rare_class_and_stays_capped():
         GenNegConfig(rounds=1, oracle_curriculum=({"penetration_mm": 300}, {"penetration_mm": 150}))
 
 
-@pytest.fixture(scope="module")
-def domain(cache_dir, body):
-    from genneg.domains.motion import make_domain
-
-    return make_domain(cache_dir=str(cache_dir))
-
-
 def sinking_teacher(domain, lifted: int = 0):
     """A denoiser that returns, for clip c, its longest real train window (the last frame repeated to fill 40) sunk
     by depth_c (0 to 420 mm over the clips): the Heun sampler's last step lands exactly on it, so every sample's

@@ -84,13 +84,6 @@ pytest.importorskip("smplx")
 pytest.importorskip("pybullet")
 
 
-@pytest.fixture(scope="module")
-def domain(cache_dir, body):
-    from genneg.domains.motion import make_domain
-
-    return make_domain(cache_dir=str(cache_dir))
-
-
 def test_domain_metrics_of_real_windows(domain):
     from genneg.evaluate import domain_metrics
 

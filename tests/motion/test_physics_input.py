@@ -14,13 +14,6 @@ SMALL = {"width": 32, "depth": 1, "heads": 2, "ff": 64, "kernel": 3, "physics": 
 
 
 @pytest.fixture(scope="module")
-def domain(cache_dir, body):
-    from genneg.domains.motion import make_domain
-
-    return make_domain(cache_dir=str(cache_dir))
-
-
-@pytest.fixture(scope="module")
 def windows(domain):
     x0, cond = domain.dataset("val")
     pick = torch.arange(0, len(x0), 9)
