@@ -101,14 +101,16 @@ class SkinnedBody:
         verts = (rot_v @ v[..., None])[..., 0] + per_vertex[..., 9:]
         return verts + root[..., None, :], g_pos + root[..., None, :]
 
-    def lowest_heights(self, rotations: Tensor, root: Tensor) -> Tensor:
+    def lowest_heights(self, rotations: Tensor, root: Tensor,
+                       transforms: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Height [...] of the lowest vertex of every posed frame: the whole mesh, but only its y coordinate.
 
         The y row of skinning is linear in the joints' transforms: y_v = Σ_jk w_vj ṽ_vk B_jk with ṽ = (v, 1) and
         B_j the y row of joint j's [R | t]. Without pose correctives that is one matmul with a fixed [V, 96]
         matrix, several times cheaper than :meth:`pose` (which gives the same minimum; a test checks it).
+        ``transforms``: :meth:`global_transforms` of ``rotations`` when the caller has them already.
         """
-        g_rot, g_pos = self.global_transforms(rotations)
+        g_rot, g_pos = self.global_transforms(rotations) if transforms is None else transforms
         rest = self.rest_joints.to(rotations)
         trans_y = g_pos[..., 1] - (g_rot[..., 1, :] * rest).sum(-1)  # [..., 24]
         blend = torch.cat([g_rot[..., 1, :], trans_y[..., None]], -1)  # [..., 24, 4]: the rows giving y

@@ -43,8 +43,9 @@ def physics_features(skinned, physical: Tensor, defined: Tensor, fps: float) -> 
     unscaled; differentiable. ``defined`` [B, T] bool: the window's lowest is taken over its defined frames."""
     rot = sixd_to_matrix(physical[..., ROOT_FEATURES:FRAME_FEATURES].unflatten(-1, (NUM_JOINTS, 6)))
     root = physical[..., :ROOT_FEATURES]
-    lowest = skinned.lowest_heights(rot, root)  # [B, T]
-    toes = skinned.joints(rot, root)[..., _TOES, :]  # [B, T, 2, 3]
+    transforms = skinned.global_transforms(rot)  # the chain once, for the mesh and the joints
+    lowest = skinned.lowest_heights(rot, root, transforms)  # [B, T]
+    toes = transforms[1][..., _TOES, :] + root[..., None, :]  # [B, T, 2, 3] world joints
     step = (toes[:, 1:, :, [0, 2]] - toes[:, :-1, :, [0, 2]]).norm(dim=-1) * fps  # [B, T-1, 2]
     speed = torch.cat([step[:, :1], step], 1) if step.shape[1] else torch.zeros_like(toes[..., 0])
     window = lowest.masked_fill(~defined, torch.inf).min(1, keepdim=True).values  # [B, 1]
