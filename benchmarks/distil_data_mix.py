@@ -36,7 +36,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg, domain, base, classifiers, _, source = toy_seed(args.run_dir)
-    teacher = stack(base, classifiers, cfg)
+    teacher = stack(base, classifiers, cfg.genneg)
     data, oracle = EvalData(domain, cfg), domain.oracle()
     rows = {}
     for frac in args.fractions:

@@ -113,7 +113,7 @@ def main():
                    results["run's student"]["bands"])
     if budgets:
         data, oracle = EvalData(domain, cfg), domain.oracle()
-        teacher = stack(base, classifiers, cfg)
+        teacher = stack(base, classifiers, cfg.genneg)
         for name, model in (("base", base), ("run's student", student)):
             results.setdefault(name, {})["eval"] = _evaluate(model, domain, cfg, data, oracle)
         for lr, steps in budgets:

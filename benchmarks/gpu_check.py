@@ -106,7 +106,7 @@ def check_domain(name: str, args, device: str, deadline: float, work: Path) -> l
     r = part("round 1 (sample, label, classifier)", lambda: run_round(state["base"], domain, cfg, domain.oracle(), 1,
                                                                       RunContext(run_dir)), cfg.classifier.steps,
              "steps/s")
-    teacher = stack(state["base"], [r.classifier] if r is not None and r.classifier is not None else [], cfg)
+    teacher = stack(state["base"], [r.classifier] if r is not None and r.classifier is not None else [], cfg.genneg)
     part("distillation", lambda: distil(teacher, state["base"], domain, cfg, RunContext(run_dir)), cfg.distil.steps,
          "steps/s")
     return rows

@@ -112,7 +112,7 @@ def main() -> None:
     base_metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(base_nll)))
     rows, records = [row("base", base_metrics, base_nll, None)], {"base": base_metrics}
     for w in args.weights:
-        metrics, nll = evaluate(stack(base, classifiers, cfg, weight=w), domain, cfg, data, oracle)
+        metrics, nll = evaluate(stack(base, classifiers, cfg.genneg, weight=w), domain, cfg, data, oracle)
         metrics["nll"] = dict(zip(("mean", "se"), mean_and_stderr(nll)))
         metrics["nll"]["diff_base"] = dict(zip(("mean", "se"), mean_and_stderr(nll - base_nll)))
         rows.append(row(f"w = {w:g}", metrics, nll, base_nll))

@@ -29,7 +29,7 @@ def main():
     cfg, domain, base, classifiers, distilled, source = toy_seed(args.run_dir)
     configs = {"base": base.to(args.device)}
     for k in range(1, len(classifiers) + 1):
-        configs[f"base + {k} classifier(s)"] = stack(base, [c.to(args.device) for c in classifiers[:k]], cfg)
+        configs[f"base + {k} classifier(s)"] = stack(base, [c.to(args.device) for c in classifiers[:k]], cfg.genneg)
     configs["distilled"] = distilled.to(args.device)
     seconds = {name: [] for name in configs}
     mib = {name: 0.0 for name in configs}

@@ -28,7 +28,7 @@ def main():
     oracle = domain.oracle()
     methods = {  # name -> (denoiser, keeps only valid samples)
         "rejection sampling (base + oracle)": (base, True),
-        f"stacked teacher ({len(classifiers)} classifiers)": (stack(base, classifiers, cfg), False),
+        f"stacked teacher ({len(classifiers)} classifiers)": (stack(base, classifiers, cfg.genneg), False),
         "Gen-neG distilled": (distilled, False),
     }
     runs = {}

@@ -15,7 +15,7 @@ import torch
 from . import rng
 from .batch import concat, take
 from .classifier import NoisyClassifier, classifier_report, fit_classifier
-from .config import RunConfig
+from .config import GenNegConfig, RunConfig
 from .diffusion import Denoiser
 from .context import RunContext
 from .domain import Domain
@@ -38,7 +38,7 @@ def no_importance_weights(base: Denoiser, domain: Domain, cfg: RunConfig, oracle
     calibrated and windowed the same way, but trained (and judged) on the 50/50 problem, so its classifier models a
     balanced prior instead of the model's. Returns the guided denoiser and the round's summary."""
     r = _round1_variant(base, domain, cfg, oracle, ctx, "no_is", use_is=False)
-    return (stack(base, [r.classifier], cfg) if r.classifier is not None else base), r
+    return (stack(base, [r.classifier], cfg.genneg) if r.classifier is not None else base), r
 
 
 def time_independent_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
@@ -48,7 +48,7 @@ def time_independent_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, or
     ``sigma_max_guidance``; the run's window when round 1 has none) and the run's clipping.
     Returns the guided denoiser and the round's summary."""
     r = _round1_variant(base, domain, cfg, oracle, ctx, "time_independent", fixed_sigma=cfg.genneg.classifier_sigma_min)
-    return (base if r.classifier is None else on_denoised(base, r.classifier, round1, cfg)), r
+    return (base if r.classifier is None else on_denoised(base, r.classifier, round1, cfg.genneg)), r
 
 
 def _round1_variant(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle, ctx: RunContext, stem: str, *,
@@ -70,7 +70,7 @@ def _round1_variant(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Orac
     return save_round(out, model, report, {"fixed_sigma": fixed_sigma, "alpha": out.alpha}, ctx, stem)
 
 
-def on_denoised(base: Denoiser, clean: NoisyClassifier, round1: NoisyClassifier | None, cfg: RunConfig) -> Denoiser:
+def on_denoised(base: Denoiser, clean: NoisyClassifier, round1: NoisyClassifier | None, g: GenNegConfig) -> Denoiser:
     """``base`` guided by a clean-sample classifier applied to its denoised estimate, ∇ₓ log C(D(x; σ)), within
     ``round1``'s σ window (the run's window when there is no round-1 classifier)."""
 
@@ -78,7 +78,7 @@ def on_denoised(base: Denoiser, clean: NoisyClassifier, round1: NoisyClassifier 
         return clean.log_prob(base(x, sigma, cond), sigma, cond)  # ``clean`` evaluates at its fixed σ
 
     hi = float(round1.sigma_max_guidance) if round1 is not None else math.inf
-    term = guidance_term(log_prob, hi, cfg, "time_independent")
+    term = guidance_term(log_prob, hi, g, "time_independent")
     return guided(base, [term] if term is not None else [])
 
 
@@ -106,7 +106,7 @@ def discriminator_guidance(base: Denoiser, domain: Domain, cfg: RunConfig, ctx: 
                           name="discriminator", resume=ctx.resume, callback=ctx.callback)
     report = classifier_report(disc, x0[hold], y[hold], take(cond, hold.numpy()), sigma_range=sigma_range,
                                seed=stream_seed(cfg.seed, stream, "report"), device=cfg.device)
-    term = guidance_term(disc.logit, report["informative_sigma_max"] if g.auto_window else math.inf, cfg, stream)
+    term = guidance_term(disc.logit, report["informative_sigma_max"] if g.auto_window else math.inf, g, stream)
     return guided(base, [term] if term is not None else []), report
 
 

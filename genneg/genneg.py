@@ -22,7 +22,7 @@ from . import rng
 from .batch import concat, take, to_device
 from .checkpoint import load_cache, load_weights, save_cache, save_weights, state_step
 from .classifier import NoisyClassifier
-from .config import RunConfig
+from .config import GenNegConfig, RunConfig
 from .context import RunContext
 from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
                         denoising_loss, edm_loss)
@@ -60,13 +60,13 @@ def gen_neg(base: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracle,
     """
     g, classifiers = cfg.genneg, []
     for k in range(1, g.rounds + 1):
-        teacher = stack(base, classifiers, cfg)  # the model round k samples from
+        teacher = stack(base, classifiers, cfg.genneg)  # the model round k samples from
         phase = ctx.phase(f"round {k}", cfg.classifier.steps, g.samples_per_round)
         r = run_round(teacher, domain, cfg, oracle, k, phase, base=base)  # sample → label → α → fit classifier k
         if r.classifier is not None:
             classifiers.append(r.classifier)
-        yield Stage(f"round{k}", stack(base, classifiers, cfg), r)
-    guided_model = stack(base, classifiers, cfg)  # the teacher: base guided by every classifier
+        yield Stage(f"round{k}", stack(base, classifiers, cfg.genneg), r)
+    guided_model = stack(base, classifiers, cfg.genneg)  # the teacher: base guided by every classifier
     phase = ctx.phase("distil", cfg.distil.steps, g.distil_samples)
     yield Stage("distilled", distil(guided_model, base, domain, cfg, phase))
 
@@ -226,11 +226,10 @@ def round_oracle(domain: Domain, cfg: RunConfig, oracle: Oracle, index: int) -> 
     return domain.oracle(**curriculum[index - 1]) if index <= len(curriculum) else oracle
 
 
-def round_size(n: int, n_valid: int, cfg: RunConfig) -> int:
+def round_size(n: int, n_valid: int, g: GenNegConfig) -> int:
     """Samples a round needs in all after ``n`` labelled ones of which ``n_valid`` are valid: ``n``, or with
-    ``cfg.genneg.min_minority`` = N > 0 up to ⌈N / min(α̂, 1 − α̂)⌉, capped at ``max_samples_per_round`` (the cap
-    when the n hold none of a class)."""
-    g = cfg.genneg
+    ``g.min_minority`` = N > 0 up to ⌈N / min(α̂, 1 − α̂)⌉, capped at ``g.max_samples_per_round`` (the cap when
+    the n hold none of a class)."""
     if g.min_minority == 0 or n == 0:
         return n
     rare = min(n_valid, n - n_valid) / n
@@ -247,7 +246,7 @@ def _draw_round(teacher: Denoiser, domain: Domain, cfg: RunConfig, oracle: Oracl
                                      progress=ctx.progress, cache=ctx.file(f"labelled_{stream}.safetensors"),
                                      resume=resume)
     judged = result.defined
-    more = round_size(int(judged.sum()), int((result.valid & judged).sum()), cfg) - int(judged.sum())
+    more = round_size(int(judged.sum()), int((result.valid & judged).sum()), cfg.genneg) - int(judged.sum())
     if more <= 0:
         return x0, cond, result
     x1, c1, r1 = draw_labelled(teacher, domain, cfg, oracle, more, seed=stream_seed(cfg.seed, stream, "more_samples"),
@@ -279,19 +278,19 @@ def _skip_reason(n_defined: int, n_valid: int) -> str:
     return ""
 
 
-def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], cfg: RunConfig, weight: float | None = None):
-    """The base denoiser guided by every classifier so far, with the run's weight, σ window and clipping."""
-    terms = [guidance_term(c.log_prob, float(c.sigma_max_guidance), cfg, f"classifier{i + 1}", weight)
+def stack(denoiser: Denoiser, classifiers: list[NoisyClassifier], g: GenNegConfig, weight: float | None = None):
+    """The base denoiser guided by every classifier so far, with the run's weight, σ window and clipping (``g``,
+    the run's ``genneg`` section)."""
+    terms = [guidance_term(c.log_prob, float(c.sigma_max_guidance), g, f"classifier{i + 1}", weight)
              for i, c in enumerate(classifiers)]
     return guided(denoiser, [t for t in terms if t is not None])
 
 
-def guidance_term(log_prob: Callable, sigma_max: float, cfg: RunConfig, name: str,
+def guidance_term(log_prob: Callable, sigma_max: float, g: GenNegConfig, name: str,
                   weight: float | None = None) -> GuidanceTerm | None:
     """The one way a guide enters a run: the run's weight, its σ window cut at ``sigma_max`` (where the guide was
     measured informative, ``classifier_report``) and its clipping. None when the window is empty (a collapsed guide
     guides nothing)."""
-    g = cfg.genneg
     hi = min(g.guidance_sigma_max, sigma_max)
     if hi < g.guidance_sigma_min or hi <= 0:
         return None

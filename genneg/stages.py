@@ -117,12 +117,12 @@ def _run_stage(seed_dir: Path, stage: str, domain: Domain, cfg: RunConfig):
     if stage not in state["stages"]:
         raise FileNotFoundError(f"{seed_dir}: stage {stage!r} has not finished ({hint})")
     if stage == "no_is":
-        return stack(base, [load_classifier(domain, cfg, seed_dir / "no_is.safetensors", base)], cfg)
+        return stack(base, [load_classifier(domain, cfg, seed_dir / "no_is.safetensors", base)], cfg.genneg)
     if stage == "time_independent":
         round1 = seed_dir / "classifier1.safetensors"
         return on_denoised(base, load_classifier(domain, cfg, seed_dir / "time_independent.safetensors", base),
-                           load_classifier(domain, cfg, round1, base) if round1.is_file() else None, cfg)
+                           load_classifier(domain, cfg, round1, base) if round1.is_file() else None, cfg.genneg)
     k = int(_ROUND.fullmatch(stage).group(1))
     classifiers = [load_classifier(domain, cfg, seed_dir / f"classifier{j}.safetensors", base) for j in range(1, k + 1)
                    if not state["stages"][f"round{j}"]["round"]["skipped"]]
-    return stack(base, classifiers, cfg)
+    return stack(base, classifiers, cfg.genneg)

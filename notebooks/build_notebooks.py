@@ -105,12 +105,12 @@ plt.show()"""),
 `stack(base, classifiers)` is the base denoiser plus σ²·∇ log C for every classifier so far. Round 2 samples
 from the model guided by classifier 1, and learns what is still wrong."""),
     ("code", """classifiers = [r1.classifier] if r1.classifier is not None else []
-stages["round 1"] = draw(stack(base, classifiers, cfg))
+stages["round 1"] = draw(stack(base, classifiers, cfg.genneg))
 for k in range(2, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
+    r = run_round(stack(base, classifiers, cfg.genneg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     print(f"round {k}: alpha = {r.alpha:.3f}")
-guided = stack(base, classifiers, cfg)
+guided = stack(base, classifiers, cfg.genneg)
 stages[f"round {cfg.genneg.rounds}"] = draw(guided)
 show([(name, *stages[name]) for name in stages])"""),
     ("md", """## 5. Distillation: one network again
@@ -207,10 +207,10 @@ scene-transformer classifier of P(valid | noisy scene, map); the guided model ad
 classifier's log-probability to the denoiser."""),
     ("code", """classifiers = []
 for k in range(1, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
+    r = run_round(stack(base, classifiers, cfg.genneg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} scenes {r.skipped}")
-guided = stack(base, classifiers, cfg)
+guided = stack(base, classifiers, cfg.genneg)
 after = draw(guided)
 print("base:   ", format_infractions(before[1]))
 print("Gen-neG:", format_infractions(after[1]))"""),
@@ -306,11 +306,11 @@ before = draw(base)
 print("base:", format_infractions(before[1]))"""),
     ("code", """classifiers = []
 for k in range(1, cfg.genneg.rounds + 1):
-    r = run_round(stack(base, classifiers, cfg), domain, cfg, oracle, k, RunContext(run_dir))
+    r = run_round(stack(base, classifiers, cfg.genneg), domain, cfg, oracle, k, RunContext(run_dir))
     classifiers += [r.classifier] if r.classifier is not None else []
     state = r.skipped or ("collapsed: guides nothing" if r.report.get("collapsed") else "informative")
     print(f"round {k}: alpha = {r.alpha:.3f} on {r.num_samples} windows; classifier {state}")
-after = draw(stack(base, classifiers, cfg))
+after = draw(stack(base, classifiers, cfg.genneg))
 print("base:   ", format_infractions(before[1]))
 print("Gen-neG:", format_infractions(after[1]))
 for name, (samples, result) in (("base", before), ("Gen-neG", after)):  # PhysDiff mm, GMD ratio, diversity, ...
@@ -338,8 +338,9 @@ writes such GIFs (plus AMASS `.npz` and meshes) from a finished `genneg run moti
 wrong = np.flatnonzero(~before[1].valid)
 label = int(before[0]["label"][wrong[0] if len(wrong) else 0])  # a clip the base got wrong
 path = os.path.join(run_dir, f"{domain.label_names[label]}.gif")
-verdicts = compare_gif(path, domain, {"base": base, "Gen-neG": stack(base, classifiers, cfg)}, label, cfg.sampler,
-                       seed=1, frames=6 if FAST else None, dpi=50 if FAST else 72)
+models = {"base": base, "Gen-neG": stack(base, classifiers, cfg.genneg)}
+verdicts = compare_gif(path, domain, models, label, cfg.sampler, seed=1, frames=6 if FAST else None,
+                       dpi=50 if FAST else 72)
 print(domain.label_names[label], verdicts)
 display(Image(filename=path))"""),
 ]
@@ -428,7 +429,7 @@ gradient to the denoiser. Both stages sample the same held-out test maps with th
 before = draw(base)
 r = run_round(base, domain, cfg, rule, 1, RunContext(run_dir))
 print(f"alpha (keep_clear valid fraction of the base's training-map samples) = {r.alpha:.3f} {r.skipped}")
-guided = stack(base, [r.classifier] if r.classifier is not None else [], cfg)
+guided = stack(base, [r.classifier] if r.classifier is not None else [], cfg.genneg)
 after = draw(guided)"""),
     ("code", """print("base:   ", format_infractions(before[1]))
 print("guided: ", format_infractions(after[1]))

@@ -54,7 +54,7 @@ def test_a_round_on_the_denoised_estimate_learns_guides_and_is_read_back(gmm_dom
     r = run_round(base, d, cfg, d.oracle(), 1, RunContext(tmp_path))
     assert r.classifier.denoiser is base and not r.report["collapsed"]
     x = generate(base, d.sample_shape, 2000, cfg.sampler, seed=5)
-    xg = generate(stack(base, [r.classifier], cfg), d.sample_shape, 2000, cfg.sampler, seed=5)
+    xg = generate(stack(base, [r.classifier], cfg.genneg), d.sample_shape, 2000, cfg.sampler, seed=5)
     before, after = 1 - d.plane.valid(x).double().mean(), 1 - d.plane.valid(xg).double().mean()
     assert after < 0.5 * before, f"invalid {before:.3f} -> {after:.3f}"
     again = run_round(base, d, cfg, d.oracle(), 1, RunContext(tmp_path, resume=True))  # the finished round

@@ -72,7 +72,7 @@ def test_round_estimates_alpha_and_its_classifier_raises_the_valid_rate(gmm_doma
     assert r.alpha_ci[0] <= true_alpha <= r.alpha_ci[1] and r.num_samples == 4000 and not r.skipped
     assert not r.report["collapsed"] and r.report["bins"][0]["accuracy"] > 0.9
     base, _ = valid_rate(d, d.gmm.denoiser, gmm_cfg)
-    after, _ = valid_rate(d, stack(d.gmm.denoiser, [r.classifier], gmm_cfg), gmm_cfg)
+    after, _ = valid_rate(d, stack(d.gmm.denoiser, [r.classifier], gmm_cfg.genneg), gmm_cfg)
     assert base == pytest.approx(true_alpha, abs=0.03)
     assert (1 - after) < 0.5 * (1 - base), f"invalid {1 - base:.3f} -> {1 - after:.3f}"
 
@@ -177,7 +177,7 @@ def test_collapsed_classifier_guides_nothing_even_with_a_window_floor(gmm_domain
     c = NoisyClassifier(d.make_classifier_net({"width": 8, "depth": 1}), d.sigma_data)
     c.sigma_max_guidance.fill_(0.0)  # what a collapsed classifier gets
     cfg = replace(gmm_cfg, genneg=replace(gmm_cfg.genneg, guidance_sigma_min=0.01))
-    g = stack(d.gmm.denoiser, [c], cfg)
+    g = stack(d.gmm.denoiser, [c], cfg.genneg)
     x, s = torch.randn(8, 2), torch.full((8,), 0.5)
     assert g.terms == [] and torch.equal(g(x, s, None), d.gmm.denoiser(x, s))
 
@@ -189,5 +189,5 @@ def test_rounds_continue_on_top_of_a_student(gmm_domain, gmm_cfg):
     student = distil(d.gmm.denoiser, EDMPrecond(d.make_denoiser_net(cfg.net), d.sigma_data), d, cfg)
     r = run_round(student, d, cfg, d.oracle(), 1)  # guide -> distil -> guide: the student is just a denoiser
     assert r.classifier is not None and 0 < r.alpha < 1
-    x = generate(stack(student, [r.classifier], cfg), d.sample_shape, 64, cfg.sampler)
+    x = generate(stack(student, [r.classifier], cfg.genneg), d.sample_shape, 64, cfg.sampler)
     assert torch.isfinite(x).all()

@@ -192,7 +192,7 @@ def test_per_reason_round_fits_saves_and_guides(tmp_path, split, reads):
         assert not any(r.report["reasons"][k]["collapsed"] for k in ("far", "left"))
         sigmas = torch.tensor([10.0, 3.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.02, 0.0])
         gen = lambda m: sample(m, (3000, 3, 2), sigmas, generator=torch.Generator().manual_seed(0))  # noqa: E731
-        before, after = d.oracle()(gen(base).numpy()), d.oracle()(gen(stack(base, [r.classifier], cfg)).numpy())
+        before, after = d.oracle()(gen(base).numpy()), d.oracle()(gen(stack(base, [r.classifier], cfg.genneg)).numpy())
         for k in ("far", "left"):
             assert after.reasons[k].mean() < 0.8 * before.reasons[k].mean()
 

@@ -18,8 +18,8 @@ pytest.importorskip("pybullet")
 
 def test_round_size_reaches_the_rare_class_and_stays_capped():
     cfg = RunConfig(domain="motion", genneg=GenNegConfig(samples_per_round=1000))
-    assert round_size(1000, 10, cfg) == 1000  # the option is off by default: the behaviour is unchanged
-    on = replace(cfg, genneg=replace(cfg.genneg, min_minority=200, max_samples_per_round=50_000))
+    assert round_size(1000, 10, cfg.genneg) == 1000  # the option is off by default: the behaviour is unchanged
+    on = replace(cfg.genneg, min_minority=200, max_samples_per_round=50_000)
     assert round_size(1000, 10, on) == 20_000  # α̂ = 0.01: 200 / α
     assert round_size(1000, 990, on) == 20_000  # the rarer class is the invalid one
     assert round_size(1000, 500, on) == 1000  # 200 / 0.5 < 1000: nothing more
@@ -92,7 +92,7 @@ def test_min_minority_draws_more_samples_when_the_valid_class_is_rare(domain, tm
     r = run_round(teacher, domain, cfg, oracle, 1, RunContext(tmp_path))
     base = run_round(teacher, domain, tiny_cfg(domain), oracle, 1)
     assert base.num_samples == 48
-    assert r.num_samples == round_size(48, round(base.alpha * 48), cfg) > 48
+    assert r.num_samples == round_size(48, round(base.alpha * 48), cfg.genneg) > 48
     assert (tmp_path / "labelled_round1_more.safetensors").is_file()
     again = run_round(teacher, domain, cfg, oracle, 1, RunContext(tmp_path, resume=True))  # read back, not redrawn
     assert again.num_samples == r.num_samples and again.alpha == r.alpha

@@ -132,11 +132,11 @@ def test_trained_guidance_is_finite_at_the_smallest_sigma(trained):
     """Both trained classifiers stacked, at σ_min and below: ρ finite; with guidance_max_ratio = 1 it is capped."""
     cfg, domain, base, classifiers, _ = trained
     x = torch.cat([domain.dataset("test")[0][:500], _near_boundaries(domain, 1500, 0)])
-    teacher = stack(base, classifiers, cfg)
+    teacher = stack(base, classifiers, cfg.genneg)
     for sigma in (SIGMA_MIN, SIGMA_MIN / 10):
         rho = guidance_ratio(teacher, x, sigma)
         assert torch.isfinite(rho).all(), sigma
-    capped = stack(base, classifiers, replace(cfg, genneg=replace(cfg.genneg, guidance_max_ratio=1.0)))
+    capped = stack(base, classifiers, replace(cfg.genneg, guidance_max_ratio=1.0))
     rho = guidance_ratio(capped, x, SIGMA_MIN)
     assert torch.isfinite(rho).all() and (rho <= 1.0 + 1e-4).all()
 
@@ -144,8 +144,8 @@ def test_trained_guidance_is_finite_at_the_smallest_sigma(trained):
 @pytest.mark.parametrize("kind", ["heun", "stochastic"])
 def test_samplers_and_nll_bound_are_finite_for_every_trained_stage(trained, kind):
     cfg, domain, base, classifiers, distilled = trained
-    stages = {"base": base, "round 1": stack(base, classifiers[:1], cfg), "round 2": stack(base, classifiers, cfg),
-              "distilled": distilled}
+    stages = {"base": base, "round 1": stack(base, classifiers[:1], cfg.genneg),
+              "round 2": stack(base, classifiers, cfg.genneg), "distilled": distilled}
     sampler = SamplerConfig(steps=cfg.sampler.steps, kind=kind)
     held_out = domain.dataset("test")[0][:100]
     for name, denoiser in stages.items():
