@@ -6,7 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .resolve import base_arg, load_run_config, resolve_config, set_threads, stage_of, with_batch_size
+from .resolve import (base_arg, load_run_config, resolve_config, sampler_tag, set_threads, stage_of, with_batch_size,
+                      with_sampler)
 from .ui import StatsLog, TqdmUI, curve_hook, format_metrics, main_only, say, train_callback
 
 
@@ -54,7 +55,7 @@ def cmd_sample(args):
 
     set_threads(args.threads)
     cfg, domain, denoiser, _ = stage_of(args)
-    cfg = with_batch_size(cfg, args.batch_size)
+    cfg = with_sampler(with_batch_size(cfg, args.batch_size), args.sampler)
     if args.n < 1:
         raise SystemExit(f"error: --n must be >= 1, got {args.n}")
     write = export_samples if exports(domain, args.out) else sample_to_disk
@@ -75,19 +76,20 @@ def cmd_eval(args):
 
     set_threads(args.threads)
     cfg, domain, denoiser, folder = stage_of(args)
-    cfg = with_batch_size(cfg, args.batch_size)
+    cfg = with_sampler(with_batch_size(cfg, args.batch_size), args.sampler)
     data = EvalData(domain, cfg, split=args.split)  # the run's eval streams: another split, the same noise
     with executor(args.workers, args.dask_scheduler) as ex:
         metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, data, labelling_oracle(domain.oracle(), ex),
                                           seed=stream_seed(cfg.seed, "eval"))
-    metrics["split"] = args.split
-    name = f"eval_{args.stage}" + ("" if args.split == "test" else f"_{args.split}")
+    metrics["split"], metrics["sampler"] = args.split, {"kind": cfg.sampler.kind, "steps": cfg.sampler.steps}
+    name = (f"eval_{args.stage}" + ("" if args.split == "test" else f"_{args.split}")
+            + ("" if args.sampler is None else f"_{sampler_tag(cfg)}"))
     out = Path(args.out) if args.out else (folder / f"{name}.json" if folder is not None else None)
     if out is not None:  # a pretrained folder is never written to unless --out says so
         write_json(out, metrics)
     if folder is not None:
         StatsLog(folder).write(stage=name, **{"metrics": metrics})
-    say(format_metrics(f"{args.stage} ({args.split})", metrics))
+    say(format_metrics(f"{args.stage} ({args.split}, {sampler_tag(cfg)})", metrics))
 
 
 def cmd_export_model(args):

@@ -6,6 +6,7 @@ import argparse
 
 from .commands import (cmd_data, cmd_demo, cmd_domains, cmd_eval, cmd_export_model, cmd_new_domain, cmd_presets,
                        cmd_run, cmd_sample, cmd_train)
+from .resolve import sampler_arg
 
 EXAMPLES = """
 examples:
@@ -48,6 +49,8 @@ def stage_options(sp):
                     "distilled, no_is, time_independent, penalty (default: base; a pretrained folder's own stage)")
     sp.add_argument("--run-seed", type=int, default=None, help="which seed of a `genneg run` folder (default: its "
                     "first)")
+    sp.add_argument("--sampler", type=sampler_arg, default=None, metavar="KIND[:STEPS]", help="sample with this sampler instead of "
+                    "the run's, e.g. stochastic:32 (EDM's stochastic sampler, 32 steps) or heun:18")
 
 
 def common_options(sp, domain=True):
@@ -117,8 +120,9 @@ def sample_options(s):
 def eval_options(e):
     e.add_argument("--split", default="test", help="split whose conditions and held-out data it is measured on, e.g. "
                    "train for the generalisation gap (default: %(default)s, what every report uses)")
-    e.add_argument("--out", default=None, help="metrics JSON (default: eval_<stage>.json in the run folder, "
-                   "eval_<stage>_<split>.json for another split; nothing is written into a pretrained model folder)")
+    e.add_argument("--out", default=None, help="metrics JSON (default: eval_<stage>.json in the run folder, with "
+                   "_<split> for another split and _<sampler> (e.g. _stochastic32) for --sampler; nothing is written "
+                   "into a pretrained model folder)")
 
 
 def add_sample(sub):

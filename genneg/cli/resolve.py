@@ -58,6 +58,35 @@ def with_batch_size(cfg, batch_size: int | None):
     return replace(cfg, sampler=replace(cfg.sampler, batch_size=batch_size))
 
 
+def sampler_arg(text: str) -> tuple[str, int | None]:
+    """``--sampler KIND[:STEPS]`` → ``(kind, steps or None)``; an ``argparse`` type, so a bad value is refused
+    before anything loads."""
+    import argparse
+    from typing import get_args
+
+    from genneg.choices import SamplerKind
+
+    kind, _, steps = text.partition(":")
+    kinds = get_args(SamplerKind)
+    if kind not in kinds or (steps and not (steps.isdigit() and int(steps) >= 1)):
+        raise argparse.ArgumentTypeError(f"reads KIND[:STEPS] with KIND one of {', '.join(kinds)} and STEPS >= 1 "
+                                         f"(e.g. stochastic:32), got {text!r}")
+    return kind, int(steps) if steps else None
+
+
+def with_sampler(cfg, sampler: tuple[str, int | None] | None):
+    """``cfg`` with ``--sampler`` applied (``sampler_arg``'s value; the run's step count when it names none)."""
+    if sampler is None:
+        return cfg
+    kind, steps = sampler
+    return replace(cfg, sampler=replace(cfg.sampler, kind=kind, steps=steps or cfg.sampler.steps))
+
+
+def sampler_tag(cfg) -> str:
+    """A sampler's short name for file names and tables, e.g. ``stochastic32``."""
+    return f"{cfg.sampler.kind}{cfg.sampler.steps}"
+
+
 def set_threads(n: int | None) -> None:
     """``--threads``: torch's intra-op threads for this process (default: torch's choice)."""
     if n is None:

@@ -37,6 +37,8 @@ def test_help_shows_runnable_examples():
     (["train", "toy", "--preset", "tiny", "--set", "base.nope=1", "--run-dir", "x"], "unknown config field"),
     (["train", "toy", "--preset", "tiny", "--set", "base.steps=0", "--run-dir", "x"], "steps must be >= 1"),
     (["eval", "--run-dir", "does/not/exist"], "no config.json"),
+    (["eval", "--run-dir", "does/not/exist", "--sampler", "euler:8"], "--sampler: reads KIND[:STEPS]"),
+    (["sample", "--run-dir", "x", "--out", "x.npz", "--sampler", "heun:0"], "--sampler: reads KIND[:STEPS]"),
 ])
 def test_bad_input_gets_a_clear_error(tmp_path, args, msg):
     proc = genneg(*args, check=False)
@@ -89,14 +91,24 @@ def test_train_sample_eval(tmp_path):
     assert 0 <= metrics["infraction"]["total"]["rate"] <= 1 and metrics["nll"]["se"] > 0
     assert metrics["split"] == "test"
     out = genneg("eval", "--run-dir", str(run), "--split", "train", "--quiet").stdout  # the generalisation gap
-    assert "(train)" in out
+    assert "(train, heun" in out
     train = json.loads((run / "eval_base_train.json").read_text())
     assert train["split"] == "train" and train["nll"]["mean"] != metrics["nll"]["mean"]  # other held-out points
+    # another sampler: its own file, the same conditions and NLL points (the bound does not depend on the sampler)
+    out = genneg("eval", "--run-dir", str(run), "--sampler", "stochastic:6", "--quiet").stdout
+    assert "(test, stochastic6)" in out
+    churned = json.loads((run / "eval_base_stochastic6.json").read_text())
+    assert churned["sampler"] == {"kind": "stochastic", "steps": 6} and metrics["sampler"]["kind"] == "heun"
+    assert churned["nll"] == metrics["nll"]
     genneg("sample", "--run-dir", str(run), "--n", "50", "--out", str(tmp_path / "s.npz"), "--quiet")
     import numpy as np
 
     z = np.load(tmp_path / "s.npz")
     assert z["samples"].shape == (50, 2) and z["valid"].dtype == bool
+    genneg("sample", "--run-dir", str(run), "--n", "50", "--out", str(tmp_path / "c.npz"), "--sampler", "stochastic",
+           "--quiet")
+    churned = np.load(tmp_path / "c.npz")["samples"]  # the same initial noise, then churn: other samples
+    assert churned.shape == (50, 2) and np.isfinite(churned).all() and not np.allclose(churned, z["samples"])
     assert any(json.loads(line)["stage"] == "base" for line in (run / "stats.jsonl").read_text().splitlines())
     proc = genneg("train", "toy", *TINY, "--run-dir", str(run), check=False)
     assert proc.returncode != 0 and "--resume" in proc.stderr  # nothing a user made is overwritten
