@@ -49,8 +49,9 @@ def stage_options(sp):
                     "distilled, no_is, time_independent, penalty (default: base; a pretrained folder's own stage)")
     sp.add_argument("--run-seed", type=int, default=None, help="which seed of a `genneg run` folder (default: its "
                     "first)")
-    sp.add_argument("--sampler", type=sampler_arg, default=None, metavar="KIND[:STEPS]", help="sample with this sampler instead of "
-                    "the run's, e.g. stochastic:32 (EDM's stochastic sampler, 32 steps) or heun:18")
+    sp.add_argument("--sampler", type=sampler_arg, default=None, metavar="KIND[:STEPS]",
+                    help="sample with this sampler instead of the run's, e.g. stochastic:32 (EDM's stochastic "
+                    "sampler, 32 steps) or heun:18")
 
 
 def common_options(sp, domain=True):
