@@ -315,7 +315,7 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
     x0, cond = teacher_samples(teacher, domain, cfg, ctx, name)
     if g.distil_data_fraction > 0:
         x0, cond = _mix_with_data(domain, x0, cond, g.distil_data_fraction, stream_seed(cfg.seed, name, "data_mix"))
-    student = copy.deepcopy(init).train().requires_grad_(True)
+    student = copy.deepcopy(init).requires_grad_(True)
     sigma_dist = _distil_sigma_dist(g)
     if g.distil_pool:
         data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=stream_seed(cfg.seed, name, "pool"),
@@ -332,8 +332,10 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
             return edm_loss(model, batch["x0"], batch.get("cond"), sigma_dist=sigma_dist, target=teacher,
                             generator=gen)
 
+    # the student regresses a deterministic teacher, so it trains as it samples (no dropout, no condition dropout:
+    # a row whose label were dropped would ask it for a target it cannot know, and pull it away from the base)
     res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=ctx.run_dir, name=name,
-                resume=ctx.resume, callback=ctx.callback,
+                resume=ctx.resume, callback=ctx.callback, dropout=False,
                 config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
     return res.model.eval().requires_grad_(False)
 

@@ -147,6 +147,7 @@ def train(
     config_to_save: dict | None = None,
     callback: Callable[[dict], None] | None = None,
     on_step: Callable[[int, nn.Module], None] | None = None,
+    dropout: bool = True,
 ) -> TrainResult:
     """Trains ``model`` in place on ``loss_fn(model, batch, generator) -> [B] or scalar``.
 
@@ -162,6 +163,8 @@ def train(
             over every rank).
         on_step: called after every step as ``on_step(step, ema)`` on every rank, e.g. to evaluate the EMA weights
             every K steps; it runs with torch's global generator forked, so it cannot change the run's draws.
+        dropout: train in ``train()`` mode (dropout layers and a network's condition dropout active); False runs the
+            model as it samples (``eval()`` mode), for regressing a deterministic teacher (distillation).
 
     Returns:
         The EMA model (a copy; ``model`` holds the raw weights) and the final step.
@@ -183,7 +186,7 @@ def train(
     with seeded(distributed.rank_seed(cfg.seed)):
         if resume and state_path is not None and state_path.exists():
             loop.restore(load_state(state_path))
-        loop.run(loss_fn, data, n, device, state_path, callback, on_step)
+        loop.run(loss_fn, data, n, device, state_path, callback, on_step, dropout)
         # inside the seeded block, so the global generator saved is the loop's; every rank takes part (it gathers
         # their generators), rank 0 writes
         snapshot = loop.snapshot() if run_dir is not None else None
@@ -225,7 +228,7 @@ class _Loop:
         self.model, self.ema, self.opt, self.gen, self.cfg, self.name = model, ema, opt, gen, cfg, name
         self.step, self.loss = 0, float("nan")
 
-    def run(self, loss_fn, data, n, device, state_path, callback, on_step=None):
+    def run(self, loss_fn, data, n, device, state_path, callback, on_step=None, dropout: bool = True):
         cfg, world, rank = self.cfg, distributed.world_size(), distributed.rank()
         rows = torch.arange(rank, n, world)  # this rank's shard of the data
         local = cfg.batch_size // world + (rank < cfg.batch_size % world)  # this rank's share of each batch
@@ -234,7 +237,7 @@ class _Loop:
             ids = [device.index] if device.type == "cuda" else None
             net = _DDP(self.model, device_ids=ids, static_graph=True)
         dtype = PRECISIONS[cfg.precision]
-        self.model.train()
+        self.model.train(dropout)
         while self.step < cfg.steps:
             idx = rng.randint(0, len(rows), (local,), self.gen)
             batch = to_device(take(data, idx if world == 1 else rows[idx]), device)

@@ -1,5 +1,6 @@
 """The method on a Gaussian mixture with a half-plane oracle: α, rounds, trained classifiers, distillation, failures."""
 
+import copy
 import math
 from dataclasses import replace
 
@@ -90,6 +91,34 @@ def test_distilled_student_matches_its_teacher(gmm_domain, gmm_cfg, distil_sigma
     assert s_valid > 0.93 and t_valid > 0.97
     assert torch.allclose(xs.mean(0), xt.mean(0), atol=0.08)
     assert torch.allclose(torch.cov(xs.T), torch.cov(xt.T), atol=0.08)
+
+
+class _DroppedNet(torch.nn.Module):
+    """A denoiser network with dropout on its output, as networks with dropout or condition dropout behave in
+    training mode."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.drop = net, torch.nn.Dropout(0.5)
+
+    def forward(self, x, c_noise, cond=None):
+        return self.drop(self.net(x, c_noise, cond))
+
+
+@pytest.mark.parametrize("pool", [0, 2000])
+def test_distillation_trains_the_student_as_it_samples(gmm_domain, gmm_cfg, pool):
+    # a teacher equal to the student's initial weights: nothing to learn, so the student must not move. With dropout
+    # (or a net's condition dropout) active in training, every step would regress a perturbed output onto the
+    # teacher's and pull the student away from the base
+    d = gmm_domain
+    init = EDMPrecond(_DroppedNet(d.make_denoiser_net(gmm_cfg.net)), d.sigma_data).eval().requires_grad_(False)
+    teacher = copy.deepcopy(init)
+    cfg = replace(gmm_cfg, distil=replace(gmm_cfg.distil, steps=30, warmup=0),
+                  genneg=replace(gmm_cfg.genneg, distil_samples=256, distil_pool=pool))
+    student = distil(teacher, init, d, cfg)
+    assert not student.training
+    for (name, a), b in zip(init.state_dict().items(), student.state_dict().values()):
+        assert torch.equal(a, b), f"{name} moved during a distillation with nothing to learn"
 
 
 def test_target_pool_holds_the_teachers_targets_and_is_read_back_on_resume(gmm_domain, tmp_path):
