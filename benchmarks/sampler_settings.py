@@ -16,7 +16,6 @@ from common import parser, setup, table, write
 
 from genneg.cli.resolve import sampler_arg, sampler_tag, with_sampler
 from genneg.evaluate import EvalData, evaluate_denoiser
-from genneg.rng import stream_seed
 from genneg.stages import load_stage
 
 
@@ -38,8 +37,7 @@ def main(argv=None) -> dict:
     rows = []
     for s in args.settings:
         run_cfg = with_sampler(cfg, sampler_arg(s))
-        metrics, _, _ = evaluate_denoiser(denoiser, domain, run_cfg, data, oracle, seed=stream_seed(cfg.seed, "eval"),
-                                          with_nll=False)
+        metrics, _, _ = evaluate_denoiser(denoiser, domain, run_cfg, data, oracle, with_nll=False)  # the eval stream
         rows.append({"sampler": sampler_tag(run_cfg), **metrics})
         inf = metrics["infraction"]["total"]
         print(f"{rows[-1]['sampler']:>14}: {100 * inf['rate']:.1f} % [{100 * inf['lo']:.1f}, {100 * inf['hi']:.1f}] "

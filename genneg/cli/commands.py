@@ -6,8 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .resolve import (base_arg, load_run_config, resolve_config, sampler_tag, set_threads, stage_of, with_batch_size,
-                      with_sampler)
+from .resolve import (base_arg, load_run_config, resolve_config, sampler_tag, sampling_config, set_threads, stage_of,
+                      with_batch_size)
 from .ui import StatsLog, TqdmUI, curve_hook, format_metrics, main_only, say, train_callback
 
 
@@ -55,7 +55,7 @@ def cmd_sample(args):
 
     set_threads(args.threads)
     cfg, domain, denoiser, _ = stage_of(args)
-    cfg = with_sampler(with_batch_size(cfg, args.batch_size), args.sampler)
+    cfg = sampling_config(args, cfg)
     if args.n < 1:
         raise SystemExit(f"error: --n must be >= 1, got {args.n}")
     write = export_samples if exports(domain, args.out) else sample_to_disk
@@ -76,7 +76,7 @@ def cmd_eval(args):
 
     set_threads(args.threads)
     cfg, domain, denoiser, folder = stage_of(args)
-    cfg = with_sampler(with_batch_size(cfg, args.batch_size), args.sampler)
+    cfg = sampling_config(args, cfg)
     data = EvalData(domain, cfg, split=args.split)  # the run's eval streams: another split, the same noise
     with executor(args.workers, args.dask_scheduler) as ex:
         metrics, _, _ = evaluate_denoiser(denoiser, domain, cfg, data, labelling_oracle(domain.oracle(), ex),

@@ -74,6 +74,11 @@ def sampler_arg(text: str) -> tuple[str, int | None]:
     return kind, int(steps) if steps else None
 
 
+def sampling_config(args, cfg):
+    """``cfg`` with a stage command's ``--batch-size`` and ``--sampler`` applied."""
+    return with_sampler(with_batch_size(cfg, args.batch_size), args.sampler)
+
+
 def with_sampler(cfg, sampler: tuple[str, int | None] | None):
     """``cfg`` with ``--sampler`` applied (``sampler_arg``'s value; the run's step count when it names none)."""
     if sampler is None:
