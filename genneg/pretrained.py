@@ -34,7 +34,7 @@ import torch
 
 from . import rng
 from .checkpoint import atomic_write, read_json, write_json
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, SamplerConfig, config_from_dict
 from .curve import CURVE_JSON, CURVE_PNG, TrainSessions, plot_curve
 from .domain import Domain
 from .models import build_denoiser, load_denoiser
@@ -163,8 +163,13 @@ def _differences(a: dict, b: dict, skip=(), prefix: str = "") -> list[tuple[str,
 
 
 def write_model_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg: RunConfig,
-                       presets: dict[str, RunConfig], *, force: bool = False) -> Path:
+                       presets: dict[str, RunConfig], *, force: bool = False,
+                       sampler: SamplerConfig | None = None) -> Path:
     """Writes the model folder ``out`` from a finished ``genneg train`` run in ``run_dir``.
+
+    Args:
+        sampler: the folder's sampler (what ``genneg sample`` and ``genneg eval`` use from it), measured on the
+            test split for the card beside the learning curve's last point; default: the run's.
 
     Raises:
         FileNotFoundError: the run has no weights, curve or session log (not finished, or not a train run).
@@ -188,6 +193,8 @@ def write_model_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg
         raise ValueError(f"{out} already exists; pass --force to replace it")
     model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
     card = _card(out.name, run_dir, domain, cfg, presets, model, curve, weights)
+    if sampler is not None and sampler != cfg.sampler:
+        card = _with_sampler(card, model, domain, cfg, sampler)
     def fill(tmp: Path) -> None:
         shutil.copyfile(run_dir / CURVE_JSON, tmp / CURVE_JSON)
         plot_curve(curve["points"], tmp / CURVE_PNG, title=f"{out.name}: {cfg.domain} / {cfg.preset}")
@@ -232,6 +239,41 @@ def _card(name: str, run_dir: Path, domain: Domain, cfg: RunConfig, presets, mod
     }
 
 
+def sampler_name(sampler: SamplerConfig | dict) -> str:
+    """``kind:steps``, as ``--sampler`` takes it."""
+    kind, steps = (sampler["kind"], sampler["steps"]) if isinstance(sampler, dict) else (sampler.kind, sampler.steps)
+    return f"{kind}:{steps}"
+
+
+def measure_sampler(model, domain: Domain, cfg: RunConfig) -> dict:
+    """What ``genneg eval`` measures on the test split with ``cfg.sampler``: the run's evaluation conditions and
+    noise, so it matches the card's other rows sample for sample; no NLL bound, which the sampler does not change."""
+    from .evaluate import EvalData, evaluate_denoiser
+    from .rng import stream_seed
+
+    metrics, _, _ = evaluate_denoiser(model, domain, cfg, EvalData(domain, cfg, split="test"), domain.oracle(),
+                                      seed=stream_seed(cfg.seed, "eval"), with_nll=False)
+    return metrics
+
+
+def _with_sampler(card: dict, model, domain: Domain, cfg: RunConfig, sampler: SamplerConfig) -> dict:
+    """A base ``card`` whose folder samples with ``sampler``: its config says so, its metrics are measured with
+    it, and ``metrics.curve`` keeps the learning curve's last point (the run's sampler)."""
+    shipped = replace(cfg, device="cpu", pretrained_base="", sampler=sampler)
+    measured = measure_sampler(model, domain, shipped)
+    m = card["metrics"]
+    curve = {"sampler": _sampler_dict(cfg.sampler), "infraction": m["infraction"],
+             "seconds_per_1000": m["seconds_per_1000"]}
+    metrics = {**m, "infraction": measured["infraction"], "seconds_per_1000": measured["seconds_per_1000"],
+               "sampler": _sampler_dict(sampler), "curve": curve}
+    return {**card, "config": shipped.to_dict(), "metrics": metrics,
+            "reproduce": f"{card['reproduce']} --sampler {sampler_name(sampler)}"}
+
+
+def _sampler_dict(sampler: SamplerConfig) -> dict:
+    return {"kind": sampler.kind, "steps": sampler.steps}
+
+
 def _identity(name: str, domain: Domain, cpu: RunConfig, model, weights: Path) -> dict:
     """The fields every card has that say what the model is: names, architecture, data, weights, probe, config."""
     return {"format": CARD_FORMAT, "name": name, "domain": cpu.domain, "preset": cpu.preset, "seed": cpu.seed,
@@ -254,12 +296,20 @@ def card_markdown(card: dict) -> str:
     if card_stage(card) != "base":
         return _stage_markdown(card)
     a, d, t, m = card["architecture"], card["data"], card["training"], card["metrics"]
-    inf = m["infraction"]
-    pct = _pct
-    rows = [f"| invalid (any reason) | {pct(inf['total'])} |"]
-    rows += [f"| {k} | {pct(r)} |" for k, r in inf["reasons"].items()]
+    sampler = sampler_name(card["config"]["sampler"])
+    columns = [(f"`{sampler}`", m["infraction"])]
+    if "curve" in m:  # exported with another sampler than the learning curve's
+        columns.insert(0, (f"`{sampler_name(m['curve']['sampler'])}` (learning curve)", m["curve"]["infraction"]))
+    rows = [f"| invalid (any reason) | {' | '.join(_pct(inf['total']) for _, inf in columns)} |"]
+    rows += [f"| {k} | {' | '.join(_pct(inf['reasons'][k]) for _, inf in columns)} |"
+             for k in m["infraction"]["reasons"]]
     if "nll" in m:
-        rows.append(f"| NLL bound (nats) | {m['nll']['mean']:.3f} [{m['nll']['lo']:.3f}, {m['nll']['hi']:.3f}] |")
+        rows.append(f"| NLL bound (nats) | {m['nll']['mean']:.3f} [{m['nll']['lo']:.3f}, {m['nll']['hi']:.3f}] |"
+                    + " same |" * (len(columns) - 1))
+    header = f"| metric | {' | '.join(c for c, _ in columns)} |"
+    chosen = (f" `genneg sample` and `genneg eval` use the sampler `{sampler}` from this folder (`--sampler` picks "
+              f"another); the learning curve was measured with `{sampler_name(m['curve']['sampler'])}`, on the same "
+              "conditions and noise." if "curve" in m else f" Sampler: `{sampler}`.")
     hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
     name = card["name"]
     return "\n".join([
@@ -278,9 +328,10 @@ def card_markdown(card: dict) -> str:
         "## Reproduce", "", "```bash", card["reproduce"], "```", "",
         f"## Measured limits (held-out, step {m['step']:,})", "",
         f"{m['num_samples']:,} samples on the {m['split']} split's conditions (95 % Wilson intervals) and the NLL "
-        f"bound of {m['num_nll']:,} held-out points (± 1.96 s.e.); sampler cost {m['seconds_per_1000']:.3f} s per "
-        "1,000 samples on the training machine. An unguided base: its invalid samples are what Gen-neG removes.", "",
-        "| metric | value |", "|---|---|", *rows, "",
+        f"bound of {m['num_nll']:,} held-out points (± 1.96 s.e.); sampling costs {m['seconds_per_1000']:.3f} s per "
+        f"1,000 samples.{chosen} An unguided base: its invalid samples are what Gen-neG "
+        "removes.", "",
+        header, "|---" * (len(columns) + 1) + "|", *rows, "",
         "## Learning curve", "", f"![learning curve]({CURVE_PNG})", "",
         "## Use", "", "```bash",
         f"genneg run {card['domain']} --preset {card['preset']} --base pretrained/{name}",
@@ -293,7 +344,7 @@ SHIPPABLE_STAGES = ("distilled",)  # one network each; a round is the base plus 
 
 
 def write_stage_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg: RunConfig, *,
-                       stage: str = "distilled", force: bool = False) -> Path:
+                       stage: str = "distilled", force: bool = False, sampler: SamplerConfig | None = None) -> Path:
     """Writes the model folder ``out`` from the ``stage`` (the distilled student) of a finished ``genneg run``.
 
     The card is a base card's (architecture, data, weights, probe, config) plus ``stage``, ``from`` (the pretrained
@@ -303,6 +354,8 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg
 
     Args:
         run_dir: the ``genneg run`` folder (``config.json``, ``seed<S>/``); its first seed is exported.
+        sampler: the folder's sampler; the stage and the run's base are measured anew with it on the run's
+            evaluation conditions and noise (``metrics.run`` keeps the run's own rows); default: the run's.
 
     Raises:
         ValueError: a stage that is not one network (a round is the base plus classifiers), or ``out`` exists
@@ -325,6 +378,9 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg
     stages = state["stages"]
     model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
     card = _stage_card(out.name, run_dir, seed_dir, stage, stages, domain, cfg, model, weights)
+    if sampler is not None and sampler != cfg.sampler:
+        base = load_denoiser(domain, replace(cfg, device="cpu"), seed_dir / "base.safetensors")
+        card = _stage_with_sampler(card, model, base, domain, cfg, sampler)
     def fill(tmp: Path) -> None:  # the run's report, its data and figures
         for name in ("report.md", "results.json"):
             if (run_dir / name).is_file():
@@ -371,6 +427,21 @@ def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: di
     }
 
 
+def _stage_with_sampler(card: dict, model, base, domain: Domain, cfg: RunConfig, sampler: SamplerConfig) -> dict:
+    """A distilled ``card`` whose folder samples with ``sampler``: the stage and its base measured with it (same
+    conditions and noise); the NLL rows stay (the sampler does not change them); ``metrics.run`` keeps the run's."""
+    shipped = replace(cfg, device="cpu", pretrained_base="", sampler=sampler)
+    m = card["metrics"]
+    run = {"sampler": _sampler_dict(cfg.sampler), "infraction": m["infraction"],
+           "base": {"infraction": m["base"]["infraction"]}}
+    metrics = {**m, "sampler": _sampler_dict(sampler), "run": run, "base": dict(m["base"])}
+    for row, net in ((metrics, model), (metrics["base"], base)):
+        measured = measure_sampler(net, domain, shipped)
+        row.update({k: measured[k] for k in ("infraction", "seconds_per_1000", "domain") if k in measured})
+    return {**card, "config": shipped.to_dict(), "metrics": metrics,
+            "reproduce": f"{card['reproduce']} --sampler {sampler_name(sampler)}"}
+
+
 def _run_command(cfg: RunConfig, presets: dict[str, RunConfig], base: str, name: str, stage: str) -> str:
     """The commands that rerun Gen-neG from ``base`` and write ``pretrained/<name>`` from its ``stage``."""
     args = _preset_args(cfg, presets) + ([f"--base {base}"] if base else [])
@@ -393,6 +464,11 @@ def _stage_markdown(card: dict) -> str:
     rounds = [f"- {r['stage']}: {r['n']:,} samples, α = {r['alpha']:.3f} [{r['alpha_ci'][0]:.3f}, "
               f"{r['alpha_ci'][1]:.3f}]" + (f", skipped: {r['skipped']}" if r.get("skipped") else "")
               for r in g["rounds"]]
+    run = ""
+    if "run" in m:  # exported with another sampler than the run's
+        r = m["run"]
+        run = (f" With the run's sampler `{sampler_name(r['sampler'])}`: base "
+               f"{_pct(r['base']['infraction']['total'])}, {card['name']} {_pct(r['infraction']['total'])} invalid.")
     hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
     name, base_name = card["name"], card["from"]["base"] or "a base trained in the run"
     return "\n".join([
@@ -413,7 +489,8 @@ def _stage_markdown(card: dict) -> str:
         "## Measured (held-out)", "",
         f"{m['num_samples']:,} samples on the {m['split']} split's conditions, the same conditions and sampler noise "
         "for both columns (95 % Wilson intervals); NLL bound of "
-        f"{m['num_nll']:,} held-out points, paired.", "",
+        f"{m['num_nll']:,} held-out points, paired. Sampler: `{sampler_name(card['config']['sampler'])}`, what "
+        "`genneg sample` and `genneg eval` use from this folder (`--sampler` picks another)." + run, "",
         f"| metric | base | {name} |", "|---|---|---|", *rows, "",
         "## Use", "", "```bash",
         f"genneg sample --run-dir pretrained/{name} --n 1000 --out samples.npz",

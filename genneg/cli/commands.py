@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .resolve import (base_arg, load_run_config, resolve_config, sampler_tag, sampling_config, set_threads, stage_of,
-                      with_batch_size)
+                      with_batch_size, with_sampler)
 from .ui import StatsLog, TqdmUI, curve_hook, format_metrics, main_only, say, train_callback
 
 
@@ -101,10 +101,11 @@ def cmd_export_model(args):
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     suffix = "-genneg" if args.stage else ""
     out = Path(args.out or f"pretrained/{cfg.domain}-{cfg.preset}{suffix}")
+    sampler = with_sampler(cfg, args.sampler).sampler if args.sampler else None
     if args.stage:
-        write_stage_folder(run_dir, out, domain, cfg, stage=args.stage, force=args.force)
+        write_stage_folder(run_dir, out, domain, cfg, stage=args.stage, force=args.force, sampler=sampler)
     else:
-        write_model_folder(run_dir, out, domain, cfg, domain.presets(), force=args.force)
+        write_model_folder(run_dir, out, domain, cfg, domain.presets(), force=args.force, sampler=sampler)
     card = read_card(out)
     extra = "report.md" if args.stage else "curve.png"
     print(f"wrote {out}/ (model.safetensors sha256 {card['weights']['sha256'][:16]}…, card.json, card.md, {extra})")

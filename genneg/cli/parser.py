@@ -92,6 +92,9 @@ def add_export_model(sub):
                    "run` (its distilled Gen-neG model) instead of a `genneg train` base")
     x.add_argument("--out", default=None, help="the model folder (default: pretrained/<domain>-<preset>, with "
                    "-genneg for a distilled stage)")
+    x.add_argument("--sampler", type=sampler_arg, default=None, metavar="KIND[:STEPS]",
+                   help="the folder's sampler, e.g. stochastic:32: `genneg sample` and `genneg eval` use it from "
+                   "the folder, and the card's rows are measured with it on the test split (default: the run's)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.add_argument("--domain-path", default=None, help="a local folder with a domain package (make_domain)")
     x.set_defaults(func=cmd_export_model)

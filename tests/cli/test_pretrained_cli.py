@@ -101,6 +101,20 @@ def test_train_card_run_from_it_and_sample_every_stage(tmp_path):
     genneg("sample", "--run-dir", str(run), "--stage", "distilled", "--n", "40", "--seed", "3", "--out",
            str(tmp_path / "s2.npz"), "--quiet")
     assert np.array_equal(np.load(tmp_path / "s1.npz")["samples"], np.load(tmp_path / "s2.npz")["samples"])
+    # exported with another sampler: both columns measured with it, on the run's conditions and noise
+    churn = tmp_path / "pretrained" / "toy-tiny-genneg-churn"
+    genneg("export-model", "--run-dir", str(run), "--stage", "distilled", "--out", str(churn), "--sampler",
+           "stochastic:6")
+    card2 = json.loads((churn / "card.json").read_text())
+    assert card2["metrics"]["run"]["infraction"] == card["metrics"]["infraction"]
+    assert card2["metrics"]["run"]["base"]["infraction"] == card["metrics"]["base"]["infraction"]
+    assert card2["metrics"]["nll"] == card["metrics"]["nll"] and card2["config"]["sampler"]["steps"] == 6
+    genneg("eval", "--run-dir", str(churn), "--out", str(tmp_path / "d.json"), "--quiet")
+    genneg("eval", "--run-dir", str(run), "--stage", "base", "--sampler", "stochastic:6", "--out",
+           str(tmp_path / "b.json"), "--quiet")
+    assert json.loads((tmp_path / "d.json").read_text())["infraction"] == card2["metrics"]["infraction"]
+    assert json.loads((tmp_path / "b.json").read_text())["infraction"] == card2["metrics"]["base"]["infraction"]
+    assert "With the run's sampler" in (churn / "card.md").read_text()
     refused(genneg("sample", "--run-dir", str(student), "--stage", "base", "--n", "5", "--out",
                    str(tmp_path / "x.npz"), check=False), "only stage is 'distilled'")
     refused(genneg("export-model", "--run-dir", str(run), "--stage", "distilled", "--out", str(student),

@@ -119,6 +119,33 @@ def test_export_refuses_unfinished_runs_and_existing_folders(model_dir, domain_c
         write_model_folder(model_dir.parent / "run", model_dir, domain, cfg, domain.presets())
 
 
+def test_a_folder_exported_with_a_sampler_samples_and_is_measured_with_it(model_dir, tmp_path, capsys):
+    """`export-model --sampler`: the card's rows are what `genneg eval` of the folder gives, sample for sample, and
+    the folder samples what `--sampler` gives from the plain folder; the learning curve's rows stay beside them."""
+    run, out = model_dir.parent / "run", tmp_path / "toy-tiny-churn"
+    assert main(["export-model", "--run-dir", str(run), "--out", str(out), "--sampler", "stochastic:8"]) == 0
+    card, plain = read_card(out), read_card(model_dir)
+    assert card["config"]["sampler"]["kind"] == "stochastic" and card["config"]["sampler"]["steps"] == 8
+    assert card["metrics"]["sampler"] == {"kind": "stochastic", "steps": 8}
+    assert card["metrics"]["curve"]["infraction"] == plain["metrics"]["infraction"]
+    assert card["metrics"]["curve"]["sampler"] == {"kind": plain["config"]["sampler"]["kind"],
+                                                   "steps": plain["config"]["sampler"]["steps"]}
+    assert card["weights"] == plain["weights"] and card["metrics"]["nll"] == plain["metrics"]["nll"]
+    assert card["reproduce"] == plain["reproduce"].replace("toy-tiny", "toy-tiny-churn") + " --sampler stochastic:8"
+    assert main(["eval", "--run-dir", str(out), "--out", str(tmp_path / "e.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["infraction"] == card["metrics"]["infraction"]
+    for folder, extra, name in ((out, [], "a"), (model_dir, ["--sampler", "stochastic:8"], "b")):
+        assert main(["sample", "--run-dir", str(folder), "--n", "30", "--seed", "2", "--out",
+                     str(tmp_path / f"{name}.npz"), "--quiet", *extra]) == 0
+    assert np.array_equal(np.load(tmp_path / "a.npz")["samples"], np.load(tmp_path / "b.npz")["samples"])
+    text = (out / "card.md").read_text()
+    assert "`stochastic:8` |" in text and "(learning curve)" in text and "--sampler stochastic:8" in text
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["export-model", "--run-dir", str(run), "--out", str(tmp_path / "x"), "--sampler", "euler:8"])
+    assert "euler" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_curve_replaces_replayed_points(domain_cfg, tmp_path):
     """A resumed training evaluates the replayed steps again: one point per step, in order."""
     domain, cfg = domain_cfg
