@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml setup.py | $(PY)
 
 install: $(STAMP)
 
-# The toy Gen-neG loop live, then the shipped traffic models on held-out road networks (pretrained/traffic-cpu, and
-# pretrained/traffic-cpu-genneg once it is there): the test split's SUMO data are generated on first use, only them.
+# The toy Gen-neG loop live, then the shipped traffic models on held-out road networks (pretrained/traffic-cpu and its
+# Gen-neG student pretrained/traffic-cpu-genneg): the test split's SUMO data are generated on first use, only them.
 demo: install
 	$(VENV)/bin/genneg run toy --preset demo --seeds 1 --run-dir $(DEMO_DIR) --resume
 	$(VENV)/bin/genneg demo traffic --out $(TRAFFIC_DEMO_DIR)
