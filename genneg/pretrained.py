@@ -25,7 +25,7 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -194,7 +194,7 @@ def write_model_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg
     model = load_denoiser(domain, replace(cfg, device="cpu"), weights)
     card = _card(out.name, run_dir, domain, cfg, presets, model, curve, weights)
     if sampler is not None and sampler != cfg.sampler:
-        card = _with_sampler(card, model, domain, cfg, sampler)
+        card = _resampled(card, domain, sampler, {None: model}, keep="curve")
     def fill(tmp: Path) -> None:
         shutil.copyfile(run_dir / CURVE_JSON, tmp / CURVE_JSON)
         plot_curve(curve["points"], tmp / CURVE_PNG, title=f"{out.name}: {cfg.domain} / {cfg.preset}")
@@ -239,39 +239,38 @@ def _card(name: str, run_dir: Path, domain: Domain, cfg: RunConfig, presets, mod
     }
 
 
-def sampler_name(sampler: SamplerConfig | dict) -> str:
-    """``kind:steps``, as ``--sampler`` takes it."""
-    kind, steps = (sampler["kind"], sampler["steps"]) if isinstance(sampler, dict) else (sampler.kind, sampler.steps)
-    return f"{kind}:{steps}"
+def _sampler_name(sampler: dict) -> str:
+    """``kind:steps`` of a card's sampler, as ``--sampler`` takes it."""
+    return f"{sampler['kind']}:{sampler['steps']}"
 
 
-def measure_sampler(model, domain: Domain, cfg: RunConfig) -> dict:
-    """What ``genneg eval`` measures on the test split with ``cfg.sampler``: the run's evaluation conditions and
-    noise, so it matches the card's other rows sample for sample; no NLL bound, which the sampler does not change."""
+def _kind_steps(sampler: dict) -> dict:
+    """What a card's metrics say of the sampler that measured them."""
+    return {"kind": sampler["kind"], "steps": sampler["steps"]}
+
+
+def _resampled(card: dict, domain: Domain, sampler: SamplerConfig, nets: dict, keep: str) -> dict:
+    """``card`` for a folder that samples with ``sampler``: its config says so, and the rows of ``nets`` (None: the
+    card's own ``metrics``; a key: ``metrics[key]``, e.g. the base's) are measured anew with it, as ``genneg eval``
+    of the folder measures them: the test split, the card's conditions and noise, no NLL bound (a sampler does not
+    change it). The rows they replace go to ``metrics[keep]`` with the sampler that measured them."""
     from .evaluate import EvalData, evaluate_denoiser
-    from .rng import stream_seed
 
-    metrics, _, _ = evaluate_denoiser(model, domain, cfg, EvalData(domain, cfg, split="test"), domain.oracle(),
-                                      seed=stream_seed(cfg.seed, "eval"), with_nll=False)
-    return metrics
-
-
-def _with_sampler(card: dict, model, domain: Domain, cfg: RunConfig, sampler: SamplerConfig) -> dict:
-    """A base ``card`` whose folder samples with ``sampler``: its config says so, its metrics are measured with
-    it, and ``metrics.curve`` keeps the learning curve's last point (the run's sampler)."""
-    shipped = replace(cfg, device="cpu", pretrained_base="", sampler=sampler)
-    measured = measure_sampler(model, domain, shipped)
-    m = card["metrics"]
-    curve = {"sampler": _sampler_dict(cfg.sampler), "infraction": m["infraction"],
-             "seconds_per_1000": m["seconds_per_1000"]}
-    metrics = {**m, "infraction": measured["infraction"], "seconds_per_1000": measured["seconds_per_1000"],
-               "sampler": _sampler_dict(sampler), "curve": curve}
-    return {**card, "config": shipped.to_dict(), "metrics": metrics,
-            "reproduce": f"{card['reproduce']} --sampler {sampler_name(sampler)}"}
-
-
-def _sampler_dict(sampler: SamplerConfig) -> dict:
-    return {"kind": sampler.kind, "steps": sampler.steps}
+    cfg = replace(card_config(card), sampler=sampler)
+    data, old = EvalData(domain, cfg, split="test"), card["metrics"]
+    m = {**old, "sampler": _kind_steps(asdict(sampler)), keep: {"sampler": _kind_steps(card["config"]["sampler"])}}
+    for key, net in nets.items():
+        before = old if key is None else old[key]
+        kept = {k: before[k] for k in ("infraction", "seconds_per_1000") if k in before}
+        measured, _, _ = evaluate_denoiser(net, domain, cfg, data, domain.oracle(), with_nll=False)
+        new = {k: measured[k] for k in ("infraction", "seconds_per_1000", "domain") if k in measured}
+        if key is None:
+            m.update(new)
+            m[keep].update(kept)
+        else:
+            m[key], m[keep][key] = {**before, **new}, kept
+    return {**card, "config": cfg.to_dict(), "metrics": m,
+            "reproduce": f"{card['reproduce']} --sampler {_sampler_name(m['sampler'])}"}
 
 
 def _identity(name: str, domain: Domain, cpu: RunConfig, model, weights: Path) -> dict:
@@ -296,10 +295,10 @@ def card_markdown(card: dict) -> str:
     if card_stage(card) != "base":
         return _stage_markdown(card)
     a, d, t, m = card["architecture"], card["data"], card["training"], card["metrics"]
-    sampler = sampler_name(card["config"]["sampler"])
+    sampler = _sampler_name(card["config"]["sampler"])
     columns = [(f"`{sampler}`", m["infraction"])]
     if "curve" in m:  # exported with another sampler than the learning curve's
-        columns.insert(0, (f"`{sampler_name(m['curve']['sampler'])}` (learning curve)", m["curve"]["infraction"]))
+        columns.insert(0, (f"`{_sampler_name(m['curve']['sampler'])}` (learning curve)", m["curve"]["infraction"]))
     rows = [f"| invalid (any reason) | {' | '.join(_pct(inf['total']) for _, inf in columns)} |"]
     rows += [f"| {k} | {' | '.join(_pct(inf['reasons'][k]) for _, inf in columns)} |"
              for k in m["infraction"]["reasons"]]
@@ -308,7 +307,7 @@ def card_markdown(card: dict) -> str:
                     + " same |" * (len(columns) - 1))
     header = f"| metric | {' | '.join(c for c, _ in columns)} |"
     chosen = (f" `genneg sample` and `genneg eval` use the sampler `{sampler}` from this folder (`--sampler` picks "
-              f"another); the learning curve was measured with `{sampler_name(m['curve']['sampler'])}`, on the same "
+              f"another); the learning curve was measured with `{_sampler_name(m['curve']['sampler'])}`, on the same "
               "conditions and noise." if "curve" in m else f" Sampler: `{sampler}`.")
     hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
     name = card["name"]
@@ -380,7 +379,7 @@ def write_stage_folder(run_dir: str | Path, out: str | Path, domain: Domain, cfg
     card = _stage_card(out.name, run_dir, seed_dir, stage, stages, domain, cfg, model, weights)
     if sampler is not None and sampler != cfg.sampler:
         base = load_denoiser(domain, replace(cfg, device="cpu"), seed_dir / "base.safetensors")
-        card = _stage_with_sampler(card, model, base, domain, cfg, sampler)
+        card = _resampled(card, domain, sampler, {None: model, "base": base}, keep="run")
     def fill(tmp: Path) -> None:  # the run's report, its data and figures
         for name in ("report.md", "results.json"):
             if (run_dir / name).is_file():
@@ -427,21 +426,6 @@ def _stage_card(name: str, run_dir: Path, seed_dir: Path, stage: str, stages: di
     }
 
 
-def _stage_with_sampler(card: dict, model, base, domain: Domain, cfg: RunConfig, sampler: SamplerConfig) -> dict:
-    """A distilled ``card`` whose folder samples with ``sampler``: the stage and its base measured with it (same
-    conditions and noise); the NLL rows stay (the sampler does not change them); ``metrics.run`` keeps the run's."""
-    shipped = replace(cfg, device="cpu", pretrained_base="", sampler=sampler)
-    m = card["metrics"]
-    run = {"sampler": _sampler_dict(cfg.sampler), "infraction": m["infraction"],
-           "base": {"infraction": m["base"]["infraction"]}}
-    metrics = {**m, "sampler": _sampler_dict(sampler), "run": run, "base": dict(m["base"])}
-    for row, net in ((metrics, model), (metrics["base"], base)):
-        measured = measure_sampler(net, domain, shipped)
-        row.update({k: measured[k] for k in ("infraction", "seconds_per_1000", "domain") if k in measured})
-    return {**card, "config": shipped.to_dict(), "metrics": metrics,
-            "reproduce": f"{card['reproduce']} --sampler {sampler_name(sampler)}"}
-
-
 def _run_command(cfg: RunConfig, presets: dict[str, RunConfig], base: str, name: str, stage: str) -> str:
     """The commands that rerun Gen-neG from ``base`` and write ``pretrained/<name>`` from its ``stage``."""
     args = _preset_args(cfg, presets) + ([f"--base {base}"] if base else [])
@@ -467,7 +451,7 @@ def _stage_markdown(card: dict) -> str:
     run = ""
     if "run" in m:  # exported with another sampler than the run's
         r = m["run"]
-        run = (f" With the run's sampler `{sampler_name(r['sampler'])}`: base "
+        run = (f" With the run's sampler `{_sampler_name(r['sampler'])}`: base "
                f"{_pct(r['base']['infraction']['total'])}, {card['name']} {_pct(r['infraction']['total'])} invalid.")
     hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
     name, base_name = card["name"], card["from"]["base"] or "a base trained in the run"
@@ -489,7 +473,7 @@ def _stage_markdown(card: dict) -> str:
         "## Measured (held-out)", "",
         f"{m['num_samples']:,} samples on the {m['split']} split's conditions, the same conditions and sampler noise "
         "for both columns (95 % Wilson intervals); NLL bound of "
-        f"{m['num_nll']:,} held-out points, paired. Sampler: `{sampler_name(card['config']['sampler'])}`, what "
+        f"{m['num_nll']:,} held-out points, paired. Sampler: `{_sampler_name(card['config']['sampler'])}`, what "
         "`genneg sample` and `genneg eval` use from this folder (`--sampler` picks another)." + run, "",
         f"| metric | base | {name} |", "|---|---|---|", *rows, "",
         "## Use", "", "```bash",

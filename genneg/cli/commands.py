@@ -101,7 +101,7 @@ def cmd_export_model(args):
     domain = get_domain(cfg.domain, domain_path=args.domain_path, **cfg.data)
     suffix = "-genneg" if args.stage else ""
     out = Path(args.out or f"pretrained/{cfg.domain}-{cfg.preset}{suffix}")
-    sampler = with_sampler(cfg, args.sampler).sampler if args.sampler else None
+    sampler = with_sampler(cfg, args.sampler).sampler  # the run's when --sampler is not given
     if args.stage:
         write_stage_folder(run_dir, out, domain, cfg, stage=args.stage, force=args.force, sampler=sampler)
     else:
