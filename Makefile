@@ -29,8 +29,9 @@ demo: install
 	@echo "toy report:     $(DEMO_DIR)/report.md"
 	@echo "traffic report: $(TRAFFIC_DEMO_DIR)/report.md"
 
+# One pytest worker per core (pytest-xdist); a test module stays on one worker, so its module fixtures are built once.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadscope
 
 # Speed and scale figures (benchmarks/README.md): each script prints a table and writes benchmarks/results/*.json.
 # The first run builds what they measure under .cache/bench (a toy model, tiny SUMO scenes); one torch thread each.

@@ -69,13 +69,13 @@ def kernel_env(tmp_path, genneg_cache, monkeypatch):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_in_fast_mode(path, kernel_env, notebook_seconds):
+def test_notebook_runs_in_fast_mode(path, kernel_env, record_property):
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(kernel_env)}})
     start = time.perf_counter()
     client.execute()
-    notebook_seconds[path.name] = time.perf_counter() - start
+    record_property("notebook_seconds", (path.name, time.perf_counter() - start))  # reaches the controller too
     executable = "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip()
     assert os.path.realpath(executable) == os.path.realpath(sys.executable)
     images = sum("image/png" in o.get("data", {}) or "image/gif" in o.get("data", {})
