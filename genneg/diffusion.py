@@ -15,12 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from . import rng
+from .batch import take
 
 __all__ = [
     "Denoiser",
     "append_dims",
     "check_finite",
     "EDMPrecond",
+    "SigmaHandoff",
     "LogNormalSigma",
     "LogUniformSigma",
     "edm_loss",
@@ -87,6 +89,37 @@ class EDMPrecond(nn.Module):
     def loss_weight(self, sigma: Tensor) -> Tensor:
         """EDM's λ(σ) = (σ² + σ_d²) / (σ σ_d)²: makes the effective training target unit-variance at every σ."""
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+
+
+class SigmaHandoff(nn.Module):
+    """``high`` for the rows with σ ≥ ``sigma``, ``low`` below it: each row still costs one network evaluation.
+
+    A distilled student that learned the guided denoiser only where the guidance acts (``distil_sigma_min``) hands
+    the small σ back to the base, whose likelihood it would otherwise pay for with its fitting error there.
+    """
+
+    def __init__(self, low: nn.Module, high: nn.Module, sigma: float):
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"the hand-off σ must be positive, got {sigma}")
+        self.low, self.high, self.sigma = low, high, float(sigma)
+        self.sigma_data = high.sigma_data
+
+    def forward(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        sigma = as_sigma(sigma, x)
+        high = sigma >= self.sigma
+        if high.all():
+            return self.high(x, sigma, cond)
+        if not high.any():
+            return self.low(x, sigma, cond)
+        out = torch.empty_like(x)
+        for rows, net in ((high.nonzero().squeeze(1), self.high), ((~high).nonzero().squeeze(1), self.low)):
+            index = rows.cpu().numpy()
+            out[rows] = net(x[rows], sigma[rows], take(cond, index))
+        return out
+
+    def loss_weight(self, sigma: Tensor) -> Tensor:
+        return self.high.loss_weight(sigma)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from .checkpoint import load_cache, load_weights, save_cache, save_weights, stat
 from .classifier import NoisyClassifier
 from .config import GenNegConfig, RunConfig
 from .context import RunContext
-from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, append_dims, check_finite,
-                        denoising_loss, edm_loss)
+from .diffusion import (Denoiser, EDMPrecond, LogNormalSigma, LogUniformSigma, SigmaHandoff, append_dims,
+                        check_finite, denoising_loss, edm_loss)
 from .domain import Domain
 from .draws import draw_cached, draw_labelled
 from .fitting import Labelled, fit_judged, fit_per_reason, split_held_out
@@ -309,8 +309,11 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
     redraws neither.
     """
     g = cfg.genneg
+    # with a hand-off σ the student trains as "<name>.student" and "<name>.safetensors" (student and base) is written
+    # once it has finished, so a finished file always holds the whole distilled model
+    stem = f"{name}.student" if g.distil_sigma_min else name
     done = ctx.file(f"{name}.safetensors")
-    if ctx.resume and done is not None and done.is_file() and _trained(ctx.file(f"{name}.state.pt"), cfg.distil.steps):
+    if ctx.resume and done is not None and done.is_file() and _trained(ctx.file(f"{stem}.state.pt"), cfg.distil.steps):
         return load_denoiser(domain, cfg, done)  # a previous process finished this distillation
     x0, cond = teacher_samples(teacher, domain, cfg, ctx, name)
     if g.distil_data_fraction > 0:
@@ -334,10 +337,16 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
 
     # the student regresses a deterministic teacher, so it trains as it samples (no dropout, no condition dropout:
     # a row whose label were dropped would ask it for a target it cannot know, and pull it away from the base)
-    res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=ctx.run_dir, name=name,
-                resume=ctx.resume, callback=ctx.callback, dropout=False,
-                config_to_save={"run": cfg.to_dict(), "sigma_data": domain.sigma_data})
-    return res.model.eval().requires_grad_(False)
+    meta = {"run": cfg.to_dict(), "sigma_data": domain.sigma_data}
+    res = train(student, objective, data, streamed(cfg.distil, cfg.seed, name), run_dir=ctx.run_dir, name=stem,
+                resume=ctx.resume, callback=ctx.callback, dropout=False, config_to_save=meta)
+    model = res.model.eval().requires_grad_(False)
+    if not g.distil_sigma_min:
+        return model
+    model = SigmaHandoff(init.eval().requires_grad_(False), model, g.distil_sigma_min)
+    if done is not None:
+        save_weights(done, model, {**meta, "handoff_sigma": g.distil_sigma_min})
+    return model
 
 
 def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma_dist: Callable, *, seed: int = 0,
@@ -371,7 +380,7 @@ def _trained(state: Path, steps: int) -> bool:
 
 def _distil_sigma_dist(g):
     if g.distil_sigma == "loguniform":
-        return LogUniformSigma(g.classifier_sigma_min, g.classifier_sigma_max)
+        return LogUniformSigma(max(g.classifier_sigma_min, g.distil_sigma_min), g.classifier_sigma_max)
     return LogNormalSigma()
 
 

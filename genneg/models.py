@@ -7,7 +7,7 @@ from typing import Callable
 
 from .checkpoint import load_weights
 from .config import RunConfig
-from .diffusion import EDMPrecond, LogNormalSigma, edm_loss
+from .diffusion import EDMPrecond, LogNormalSigma, SigmaHandoff, edm_loss
 from .domain import Domain
 from .rng import stream_seed
 from .training import seeded, streamed, train
@@ -55,10 +55,13 @@ def fit_base(domain: Domain, cfg: RunConfig, run_dir: str | Path, *, resume: boo
     return res.model
 
 
-def load_denoiser(domain: Domain, cfg: RunConfig, path: str | Path) -> EDMPrecond:
-    """Loads weights written by ``fit_base`` / distillation into a fresh denoiser of the run's architecture."""
-    state, _ = load_weights(path)
-    model = build_denoiser(domain, cfg)
+def load_denoiser(domain: Domain, cfg: RunConfig, path: str | Path) -> EDMPrecond | SigmaHandoff:
+    """Loads weights written by ``fit_base`` / distillation into a fresh denoiser of the run's architecture (two of
+    them in a ``SigmaHandoff`` where the file records a hand-off σ: a student distilled with ``distil_sigma_min``)."""
+    state, meta = load_weights(path)
+    handoff = meta.get("handoff_sigma")
+    model = build_denoiser(domain, cfg) if not handoff else SigmaHandoff(
+        build_denoiser(domain, cfg), build_denoiser(domain, cfg), float(handoff))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of another shape: weights of another architecture

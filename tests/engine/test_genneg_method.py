@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from genneg.checkpoint import load_weights
 from genneg.classifier import NoisyClassifier, balanced_set, fit_classifier, importance_weights
 from genneg.config import GenNegConfig
 from genneg.diffusion import EDMPrecond
@@ -220,3 +221,72 @@ def test_rounds_continue_on_top_of_a_student(gmm_domain, gmm_cfg):
     assert r.classifier is not None and 0 < r.alpha < 1
     x = generate(stack(student, [r.classifier], cfg.genneg), d.sample_shape, 64, cfg.sampler)
     assert torch.isfinite(x).all()
+
+
+class _Shift(torch.nn.Module):
+    """x + shift·σ, recording how many rows each call got."""
+
+    sigma_data = 0.5
+
+    def __init__(self, tag, shift, calls):
+        super().__init__()
+        self.tag, self.shift, self.calls = tag, shift, calls
+
+    def forward(self, x, sigma, cond):
+        self.calls.append((self.tag, len(x)))
+        assert torch.equal(cond["k"], x[:, 0])  # each row keeps its own condition
+        return x + self.shift * sigma[:, None]
+
+
+def test_sigma_handoff_evaluates_each_row_with_one_network():
+    from genneg.diffusion import SigmaHandoff
+
+    calls = []
+    handoff = SigmaHandoff(_Shift("low", 1.0, calls), _Shift("high", -1.0, calls), 0.3)
+    x = torch.randn(6, 2)
+    sigma = torch.tensor([0.01, 0.5, 0.3, 0.29, 2.0, 0.1])
+    out = handoff(x, sigma, {"k": x[:, 0].clone()})
+    high = sigma >= 0.3
+    assert torch.equal(out[high], x[high] - sigma[high, None]) and torch.equal(out[~high], x[~high] + sigma[~high, None])
+    assert sorted(calls) == [("high", 3), ("low", 3)]
+    calls.clear()
+    handoff(x, torch.full((6,), 0.5), {"k": x[:, 0].clone()})
+    assert calls == [("high", 6)]
+    with pytest.raises(ValueError, match="hand-off"):
+        SigmaHandoff(_Shift("low", 1.0, calls), _Shift("high", -1.0, calls), 0.0)
+
+
+def test_a_student_distilled_above_a_sigma_hands_the_rest_to_the_base(gmm_domain, gmm_cfg, tmp_path):
+    from genneg.context import RunContext
+    from genneg.diffusion import SigmaHandoff
+    from genneg.models import load_denoiser
+
+    d = gmm_domain
+    bayes = GuidanceTerm(lambda x, s, c: d.plane.log_prob_valid(d.gmm, x, s))
+    teacher = guided(d.gmm.denoiser, [bayes])
+    init = EDMPrecond(d.make_denoiser_net(gmm_cfg.net), d.sigma_data).eval().requires_grad_(False)
+    before = copy.deepcopy(init.state_dict())
+    cfg = replace(gmm_cfg, distil=replace(gmm_cfg.distil, steps=40, warmup=0),
+                  genneg=replace(gmm_cfg.genneg, distil_samples=256, distil_pool=2000, distil_sigma="loguniform",
+                                 distil_sigma_min=0.5))
+    model = distil(teacher, init, d, cfg, RunContext(tmp_path))
+    assert isinstance(model, SigmaHandoff) and model.sigma == 0.5
+    pool, _ = load_weights(tmp_path / "distilled.targets.safetensors")
+    assert pool["sigma"].min() >= 0.5  # the student learns only above the hand-off
+    x = torch.randn(64, 2)
+    sigma = torch.exp(torch.linspace(math.log(0.01), math.log(5.0), 64))
+    with torch.no_grad():
+        out, low, high = model(x, sigma, None), init(x, sigma, None), model.high(x, sigma, None)
+    below = sigma < 0.5
+    assert torch.equal(out[below], low[below]) and torch.equal(out[~below], high[~below])
+    assert not torch.allclose(high, low)  # the student moved; the base did not
+    assert all(torch.equal(v, init.state_dict()[k]) for k, v in before.items())
+    # the file holds the whole distilled model, and a resumed run reads it back without training again
+    again = load_denoiser(d, cfg, tmp_path / "distilled.safetensors")
+    with torch.no_grad():
+        assert isinstance(again, SigmaHandoff) and torch.equal(again(x, sigma, None), out)
+    resumed = distil(teacher, init, d, cfg, RunContext(tmp_path, resume=True))
+    with torch.no_grad():
+        assert torch.equal(resumed(x, sigma, None), out)
+    with pytest.raises(ValueError, match="distil_sigma_min"):
+        replace(gmm_cfg.genneg, distil_sigma_min=0.5)  # lognormal has no lower bound to start from
