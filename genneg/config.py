@@ -86,7 +86,7 @@ class GenNegConfig:
             teacher (base + every classifier, with autograd) is paid P times instead of steps × batch_size times, so
             long distillations become affordable (measured on the toy: 27k steps from a 3-classifier teacher).
         distil_sigma_min: 0 (default): the student replaces the base at every σ. s > 0: the student learns the guided
-            denoiser only for σ ≥ s (``distil_sigma`` "loguniform" from s up) and the distilled model hands the
+            denoiser only for σ ≥ s (``distil_sigma`` cut off below s) and the distilled model hands the
             smaller σ back to the base network (``SigmaHandoff``: still one network evaluation per step). For a
             guidance that acts at large σ this keeps the base's likelihood at the small σ that dominate the NLL
             bound, where a student's fitting error costs most (docs/method.md, "Distillation").
@@ -157,10 +157,9 @@ class GenNegConfig:
             raise ValueError("GenNegConfig: rounds >= 0, samples_per_round >= 2, distil_samples >= 1 required")
         if self.distil_pool < 0:
             raise ValueError(f"distil_pool must be >= 0 (0: a fresh teacher target every step), got {self.distil_pool}")
-        if not 0 <= self.distil_sigma_min < self.classifier_sigma_max or (
-                self.distil_sigma_min and self.distil_sigma != "loguniform"):
-            raise ValueError(f"distil_sigma_min must be in [0, classifier_sigma_max) and needs distil_sigma = "
-                             f"'loguniform' when positive, got {self.distil_sigma_min} with {self.distil_sigma!r}")
+        if not 0 <= self.distil_sigma_min < self.classifier_sigma_max:
+            raise ValueError(f"distil_sigma_min must be in [0, classifier_sigma_max = {self.classifier_sigma_max}), "
+                             f"got {self.distil_sigma_min}")
         if not 0 <= self.distil_data_fraction <= 1:
             raise ValueError(f"distil_data_fraction must be in [0, 1], got {self.distil_data_fraction}")
         if not 0 < self.classifier_sigma_min < self.classifier_sigma_max < math.inf:

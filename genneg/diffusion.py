@@ -124,17 +124,29 @@ class SigmaHandoff(nn.Module):
 
 @dataclass(frozen=True)
 class LogNormalSigma:
-    """ln σ ~ N(p_mean, p_std²): EDM's training distribution."""
+    """ln σ ~ N(p_mean, p_std²): EDM's training distribution; with ``sigma_min`` > 0, conditioned on σ ≥ sigma_min
+    (drawn by the inverse CDF)."""
 
     p_mean: float = -1.2
     p_std: float = 1.2
+    sigma_min: float = 0.0
 
     def __post_init__(self):
-        if not self.p_std > 0:
-            raise ValueError(f"p_std must be positive, got {self.p_std}")
+        if not self.p_std > 0 or not self.sigma_min >= 0:
+            raise ValueError(f"need p_std > 0 and sigma_min >= 0, got {self.p_std}, {self.sigma_min}")
+
+    def __repr__(self) -> str:  # the untruncated form keeps its old name (it keys cached distillation pools)
+        cut = f", sigma_min={self.sigma_min}" if self.sigma_min else ""
+        return f"LogNormalSigma(p_mean={self.p_mean}, p_std={self.p_std}{cut})"
 
     def __call__(self, n: int, *, device=None, generator: torch.Generator | None = None) -> Tensor:
-        z = rng.randn((n,), generator, device=device)
+        if not self.sigma_min:
+            z = rng.randn((n,), generator, device=device)
+        else:
+            lo = torch.special.ndtr(torch.tensor((math.log(self.sigma_min) - self.p_mean) / self.p_std,
+                                                 dtype=torch.float64)).item()
+            u = rng.rand((n,), generator, device=device, dtype=torch.float64)
+            z = torch.special.ndtri(lo + (1 - lo) * u).clamp(max=40.0).float()
         return (self.p_mean + self.p_std * z).exp()
 
 

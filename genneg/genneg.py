@@ -381,7 +381,7 @@ def _trained(state: Path, steps: int) -> bool:
 def _distil_sigma_dist(g):
     if g.distil_sigma == "loguniform":
         return LogUniformSigma(max(g.classifier_sigma_min, g.distil_sigma_min), g.classifier_sigma_max)
-    return LogNormalSigma()
+    return LogNormalSigma(sigma_min=g.distil_sigma_min)
 
 
 def teacher_samples(teacher: Denoiser, domain: Domain, cfg: RunConfig, ctx: RunContext, name: str = "distilled"):

@@ -455,9 +455,13 @@ def _stage_markdown(card: dict) -> str:
                f"{_pct(r['base']['infraction']['total'])}, {card['name']} {_pct(r['infraction']['total'])} invalid.")
     hours, minutes = divmod(round(t["wall_seconds"] / 60), 60)
     name, base_name = card["name"], card["from"]["base"] or "a base trained in the run"
+    handoff = card["config"]["genneg"].get("distil_sigma_min") or 0.0
+    cost = "One network (the cost of the base per sample)" if not handoff else (
+        f"A student network for σ ≥ {handoff:g} that hands the smaller σ back to the base network (both in "
+        "`model.safetensors`; one network evaluation per sampler step, the cost of the base per sample),")
     return "\n".join([
         f"# {name}: a `{card['domain']}` Gen-neG model, distilled (preset `{card['preset']}`)", "",
-        f"One network (the cost of the base per sample) distilled from `{base_name}` guided by "
+        f"{cost} distilled from `{base_name}` guided by "
         f"{len(g['rounds'])} Gen-neG classifier round(s), by `genneg run`. See `docs/pretrained.md` for the fields "
         "of `card.json`; `report.md` beside this file is the run's report.", "",
         "## Made from", "",

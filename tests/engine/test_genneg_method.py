@@ -158,6 +158,13 @@ def test_distillation_sigma_distribution_follows_the_config(gmm_cfg):
     sig = dist(20000, generator=torch.Generator().manual_seed(0))
     assert sig.min() >= 0.01 and sig.max() <= 3.0 and (sig < 0.05).float().mean() > 0.2  # small σ is visited
     assert isinstance(_distil_sigma_dist(gmm_cfg.genneg), LogNormalSigma)
+    # a hand-off σ cuts either distribution below it; the log-normal keeps its shape above (inverse CDF)
+    assert _distil_sigma_dist(replace(g, distil_sigma_min=0.1)).sigma_min == 0.1
+    cut = _distil_sigma_dist(replace(gmm_cfg.genneg, distil_sigma_min=0.5))
+    full = LogNormalSigma()(200000, generator=torch.Generator().manual_seed(1))
+    sig = cut(200000, generator=torch.Generator().manual_seed(2))
+    assert sig.min() >= 0.5 and abs(sig.median() - full[full >= 0.5].median()) < 0.02
+    assert repr(LogNormalSigma()) == "LogNormalSigma(p_mean=-1.2, p_std=1.2)"  # the key of pools cached before
     with pytest.raises(ValueError, match="distil_sigma"):
         replace(gmm_cfg.genneg, distil_sigma="uniform")
 
@@ -289,4 +296,4 @@ def test_a_student_distilled_above_a_sigma_hands_the_rest_to_the_base(gmm_domain
     with torch.no_grad():
         assert torch.equal(resumed(x, sigma, None), out)
     with pytest.raises(ValueError, match="distil_sigma_min"):
-        replace(gmm_cfg.genneg, distil_sigma_min=0.5)  # lognormal has no lower bound to start from
+        replace(gmm_cfg.genneg, distil_sigma_min=-0.5)
