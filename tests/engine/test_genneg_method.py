@@ -254,7 +254,8 @@ def test_sigma_handoff_evaluates_each_row_with_one_network():
     sigma = torch.tensor([0.01, 0.5, 0.3, 0.29, 2.0, 0.1])
     out = handoff(x, sigma, {"k": x[:, 0].clone()})
     high = sigma >= 0.3
-    assert torch.equal(out[high], x[high] - sigma[high, None]) and torch.equal(out[~high], x[~high] + sigma[~high, None])
+    assert torch.equal(out[high], x[high] - sigma[high, None])
+    assert torch.equal(out[~high], x[~high] + sigma[~high, None])
     assert sorted(calls) == [("high", 3), ("low", 3)]
     calls.clear()
     handoff(x, torch.full((6,), 0.5), {"k": x[:, 0].clone()})
