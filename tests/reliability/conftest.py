@@ -3,7 +3,6 @@ trained networks for the numerical checks)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,5 @@ from reliability_helpers import finish, start, toy_command
 def toy_reference(tmp_path_factory) -> Path:
     """The seed folder of an uninterrupted `genneg run toy` with the kill tests' settings."""
     run = tmp_path_factory.mktemp("straight") / "run"
-    t0 = time.monotonic()
     finish(start(toy_command(run, resume=False)))
-    (run.parent / "wall_seconds").write_text(f"{time.monotonic() - t0:.3f}")  # paces the random kills
     return run / "seed0"
