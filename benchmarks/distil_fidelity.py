@@ -37,9 +37,9 @@ from genneg.batch import take, to_device
 from genneg.checkpoint import load_weights
 from genneg.cli.resolve import sampler_arg, with_sampler
 from genneg.context import RunContext
-from genneg.diffusion import SigmaHandoff, denoising_loss, masked_sum
+from genneg.diffusion import SigmaHandoff, masked_sum
 from genneg.evaluate import EvalData, nll_points
-from genneg.genneg import distil, stack, teacher_samples
+from genneg.genneg import distil, pool_objective, stack, teacher_samples
 from genneg.likelihood import mean_and_stderr
 from genneg.rng import stream_seed
 from genneg.run import load_seed
@@ -85,11 +85,11 @@ def print_fidelity(title: str, bands: list[dict]) -> None:
 
 
 def parse_budget(item: str) -> tuple[float, int, float]:
-    lr, steps, sigma_min, *rest = item.split(":") + ["0"]
+    parts = item.split(":")
     try:
-        if rest[:-1] or "" in (lr, steps):
+        if len(parts) not in (2, 3):
             raise ValueError
-        return float(lr), int(steps), float(sigma_min)
+        return float(parts[0]), int(parts[1]), float(parts[2]) if len(parts) == 3 else 0.0
     except ValueError:
         raise SystemExit(f"error: --train takes LR:STEPS[:SIGMA] (e.g. 1e-3:3000:0.3), got {item!r}") from None
 
@@ -100,12 +100,7 @@ def distil_above(base, pool: dict, cond, domain, cfg, sigma_min: float, out_dir:
     keep = pool["sigma"] >= sigma_min
     rows = {k: v[keep] for k, v in pool.items()}
     student = copy.deepcopy(base).requires_grad_(True)
-
-    def objective(model, batch, gen):
-        c = to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device)
-        return denoising_loss(model, batch["x"], batch["sigma"], batch["target"], c)
-
-    res = train(student, objective, rows, streamed(cfg.distil, cfg.seed, "distilled"), run_dir=out_dir,
+    res = train(student, pool_objective(cond), rows, streamed(cfg.distil, cfg.seed, "distilled"), run_dir=out_dir,
                 name="distilled", dropout=False)
     return res.model.eval().requires_grad_(False)
 
@@ -166,11 +161,12 @@ def main():
                              "eval": _evaluate(model, domain, cfg, data, oracle)}
             print_fidelity(f"student {name} ({seconds / 60:.1f} min)", results[name]["bands"])
         if args.handoff:
-            base_nll = nll_points(base, cfg, data, stream_seed(cfg.seed, "eval"))
+            seed = stream_seed(cfg.seed, "eval")  # the report's held-out points and noise
+            base_nll = nll_points(base, cfg, data, seed)
             for name, model in list(students.items()):
                 for s in args.handoff:
                     handoff = SigmaHandoff(base, model, s)
-                    diff = nll_points(handoff, cfg, data, stream_seed(cfg.seed, "eval")) - base_nll
+                    diff = nll_points(handoff, cfg, data, seed) - base_nll
                     mean, se = mean_and_stderr(diff)
                     results[f"{name}, above σ {s:g}"] = {"handoff": s, "nll_diff": {"mean": mean, "se": se},
                                                           "eval": _evaluate(handoff, domain, cfg, data, oracle)}

@@ -103,7 +103,6 @@ class SigmaHandoff(nn.Module):
         if not sigma > 0:
             raise ValueError(f"the hand-off σ must be positive, got {sigma}")
         self.low, self.high, self.sigma = low, high, float(sigma)
-        self.sigma_data = high.sigma_data
 
     def forward(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
         sigma = as_sigma(sigma, x)
@@ -117,9 +116,6 @@ class SigmaHandoff(nn.Module):
             index = rows.cpu().numpy()
             out[rows] = net(x[rows], sigma[rows], take(cond, index))
         return out
-
-    def loss_weight(self, sigma: Tensor) -> Tensor:
-        return self.high.loss_weight(sigma)
 
 
 @dataclass(frozen=True)

@@ -324,10 +324,7 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
         data = target_pool(teacher, x0, cond, g.distil_pool, sigma_dist, seed=stream_seed(cfg.seed, name, "pool"),
                            batch_size=cfg.sampler.batch_size, device=cfg.device,
                            cache=ctx.file(f"{name}.targets.safetensors"), resume=ctx.resume)
-
-        def objective(model, batch, gen):
-            c = to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device)
-            return denoising_loss(model, batch["x"], batch["sigma"], batch["target"], c)
+        objective = pool_objective(cond)
     else:
         data = {"x0": x0} if cond is None else {"x0": x0, "cond": cond}
 
@@ -343,10 +340,21 @@ def distil(teacher: Denoiser, init: EDMPrecond, domain: Domain, cfg: RunConfig, 
     model = res.model.eval().requires_grad_(False)
     if not g.distil_sigma_min:
         return model
-    model = SigmaHandoff(init.eval().requires_grad_(False), model, g.distil_sigma_min)
+    model = SigmaHandoff(copy.deepcopy(init).eval().requires_grad_(False), model, g.distil_sigma_min)
     if done is not None:
         save_weights(done, model, {**meta, "handoff_sigma": g.distil_sigma_min})
     return model
+
+
+def pool_objective(cond: Any) -> Callable:
+    """The distillation loss on rows of a ``target_pool``: λ(σ)‖S(x; σ) − D_g(x; σ)‖² with each row's condition
+    (``cond`` of the teacher samples, picked by the row's ``index``)."""
+
+    def objective(model, batch, gen):
+        c = to_device(take(cond, batch["index"].cpu().numpy()), batch["x"].device)
+        return denoising_loss(model, batch["x"], batch["sigma"], batch["target"], c)
+
+    return objective
 
 
 def target_pool(teacher: Denoiser, x0: torch.Tensor, cond: Any, size: int, sigma_dist: Callable, *, seed: int = 0,

@@ -233,8 +233,6 @@ def test_rounds_continue_on_top_of_a_student(gmm_domain, gmm_cfg):
 class _Shift(torch.nn.Module):
     """x + shift·σ, recording how many rows each call got."""
 
-    sigma_data = 0.5
-
     def __init__(self, tag, shift, calls):
         super().__init__()
         self.tag, self.shift, self.calls = tag, shift, calls
